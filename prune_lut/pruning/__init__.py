@@ -1,0 +1,1 @@
+"""The MetaPruning plugin: channel spaces, pruned nets, PruningNet, training, search, export."""
