@@ -116,5 +116,111 @@ def export(arch_file, family, uniform, rand, seed, resolution, num_classes, in_c
     click.echo(f"wrote {out} ({fmt}): {sp.family}, {sp.macs(arch) / 1e6:.2f} M MACs, {sp.params(arch) / 1e6:.3f} M params")
 
 
+@main.command()
+@click.option("--lut", "lut_path", required=True, type=click.Path(), help="LUT file (.json.gz).")
+@click.argument("arch_files", nargs=-1, required=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def predict(lut_path, arch_files, as_json):
+    """Predicted latency (with an interval), MACs and params of each ARCH JSON on the LUT's device."""
+    from .latency.lutfile import LUT
+    from .latency.predictor import Predictor
+    from .pruning.arch import load_arch
+
+    lut = LUT.load(lut_path)
+    pred = Predictor(lut)
+    rows = []
+    for f in arch_files:
+        sp, arch = load_arch(f)
+        if sp.hash != lut.space_hash:
+            raise UserError(f"{f}: the arch is from another space ({sp.family} at {sp.resolution}, hash {sp.hash}) "
+                            f"than {lut_path} ({lut.space.get('family')} at {lut.space.get('resolution')}, hash "
+                            f"{lut.space_hash}); use a table built for the arch's space")
+        rows.append({"arch": f, **pred.predict(sp.layer_specs(arch)).to_dict(), "macs": sp.macs(arch),
+                     "params": sp.params(arch)})
+    if as_json:
+        echo_json({"lut": lut_path, "device": (lut.device or {}).get("name"), "predictions": rows})
+        return
+    for r in rows:
+        cal = "calibrated" if r["calibrated"] else "table sum, no calibration (run `prune-lut validate --fit`)"
+        click.echo(f"{r['arch']}: {r['ms']:.3f} ms [{r['low']:.3f}, {r['high']:.3f}] ({cal}; table sum "
+                   f"{r['table_sum_ms']:.3f} ms), {r['macs'] / 1e6:.2f} M MACs, {r['params'] / 1e6:.3f} M params")
+
+
+@main.command()
+@click.option("--lut", "lut_path", type=click.Path(), help="LUT file to validate (.json.gz).")
+@click.option("--samples", type=int, default=50, show_default=True, help="Archs to measure.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling, order and split.")
+@click.option("--fit", is_flag=True, help="Fit a calibration on part of the samples; store it in the LUT.")
+@click.option("--fit-share", type=float, default=0.5, show_default=True, help="With --fit: share used for fitting.")
+@click.option("--repeat-share", type=float, default=0.2, show_default=True,
+              help="Share of archs measured twice (noise floor).")
+@click.option("--plot", "plot_path", type=click.Path(), help="Write a PNG: predicted vs measured, MACs beside.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (the report).")
+@click.option("--max-error", type=float, help="Exit 1 when the mean absolute % error exceeds this.")
+@click.option("--host", help="Measure on this ssh host (default: the device profile's host, else here).")
+@click.option("--record", "record_path", type=click.Path(),
+              help="Where to write the samples (default: <LUT>.validation.json beside the LUT).")
+@click.option("--from-record", type=click.Path(), help="Recompute the report from a record; measure nothing.")
+def validate(lut_path, samples, seed, fit, fit_share, repeat_share, plot_path, as_json, max_error, host, record_path,
+             from_record):
+    """Measure sampled archs end to end on the LUT's device and report the table's error."""
+    from .latency.report import format_figures, plot
+    from .latency.validate import exceeds, headline_predictions
+    from .pruning.validation import load_record, validate_lut
+
+    if (lut_path is None) == (from_record is None):
+        raise UserError("give --lut FILE (to measure) or --from-record FILE (to recompute a report)")
+    if from_record:
+        rec = load_record(from_record)
+    else:
+        rec = validate_lut(lut_path, samples, seed, fit, host, fit_share, repeat_share, record_path,
+                           progress=not as_json)
+    rep = rec["report"]
+    for w in rec.get("warnings", []):
+        click.echo(f"warning: {w}", err=True)
+    if plot_path:
+        p, m, macs, held = headline_predictions(rec)
+        plot(plot_path, p, m, macs, held if rec.get("calibration") else None,
+             title=f"{rec['lut_space'].get('family')} at {rec['lut_space'].get('resolution')} on "
+                   f"{(rec.get('device') or {}).get('name')}, {rec['date'][:10]}: {rep['headline_name']}")
+    if as_json:
+        echo_json({"record": rec.get("record_path", from_record), "lut": rec.get("lut"), "warnings": rec["warnings"],
+                   "seconds": rec.get("seconds"), "calibration": rec.get("calibration"), "report": rep})
+    else:
+        dev = (rec.get("device") or {}).get("name")
+        click.echo(f"{rep['n']} archs of {rec['lut_space'].get('family')} at {rec['lut_space'].get('resolution')} "
+                   f"on {dev}, {rec.get('seconds', 0):.0f} s; record: {rec.get('record_path', from_record)}")
+        click.echo(format_figures("table sum", rep["table_sum"]))
+        if "lut_prediction" in rep:
+            click.echo(format_figures("table's calibration", rep["lut_prediction"]))
+        if "fit" in rep:
+            f = rep["fit"]
+            click.echo(f"calibration candidates, mean |err| on the {f['n_heldout']} held-out archs (fitted on "
+                       f"{f['n_fit']}): " + ", ".join(f"{k} {v['mean_abs_pct']:.1f}%"
+                                                      for k, v in f["heldout_candidates"].items()))
+            click.echo(f"selected by 5-fold CV on the fit part: {f['model']}"
+                       + (f"; stored in {rec.get('lut')}" if not from_record else ""))
+        click.echo(format_figures(rep["headline_name"], rep["headline"]))
+        mc = rep["headline_macs"]
+        click.echo(f"MACs as a proxy (same archs): Spearman {mc['spearman']:.3f}, Kendall {mc['kendall']:.3f}"
+                   if mc["spearman"] is not None else "MACs as a proxy: n/a")
+        nz = rep["noise"]
+        if nz.get("pairs"):
+            click.echo(f"noise floor ({nz['pairs']} archs measured twice): {100 * nz['within_5']:.0f}% of pairs "
+                       f"within +-5%, {100 * nz['within_10']:.0f}% within +-10% (median {nz['median_abs_pct']:.1f}%)")
+        r = rep["reference"]
+        if r["lut_ms"]:
+            click.echo(f"reference net: {r['lut_ms']:.3f} ms in the table, {r['median_now_ms']:.3f} ms now "
+                       f"({r['min_now_ms']:.3f}-{r['max_now_ms']:.3f}); measurements scaled by the ratio")
+        click.echo("worst: " + "; ".join(f"{w['id']} {w['predicted_ms']:.3f} vs {w['measured_ms']:.3f} ms "
+                                         f"({w['error_pct']:+.1f}%)" for w in rep["worst"][:3]))
+        if plot_path:
+            click.echo(f"wrote {plot_path}")
+    if max_error is not None and exceeds(rec, max_error):
+        click.echo(f"error: mean absolute error {rep['headline'].get('mean_abs_pct', float('nan')):.1f}% "
+                   f"exceeds --max-error {max_error}%", err=True)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()
