@@ -93,13 +93,32 @@ def space(family, resolution, num_classes, in_channels, small_input, multiple, a
 @click.option("--format", "fmt", type=click.Choice(["onnx", "torch"]), default="onnx", show_default=True)
 @click.option("--out", required=True, type=click.Path(), help="Output file.")
 @click.option("--arch-out", type=click.Path(), help="Also write the arch JSON here.")
+@click.option("--result", "result_file", type=click.Path(), help="Export an arch of this `search` result instead.")
+@click.option("--rank", type=int, default=1, show_default=True, help="With --result: 1 = best, K = K-th best.")
+@click.option("--weights", type=click.Choice(["fresh", "pruningnet"]), default="fresh", show_default=True,
+              help="With --result: fresh initialization, or the PruningNet's weights (BN recalibrated).")
+@click.option("--checkpoint", type=click.Path(), help="With --weights pruningnet: the PruningNet checkpoint "
+              "(default: the one the search used).")
 def export(arch_file, family, uniform, rand, seed, resolution, num_classes, in_channels, small_input, multiple,
-           fmt, out, arch_out):
-    """Export a pruned network (freshly initialized) as ONNX or a PyTorch state dict."""
+           fmt, out, arch_out, result_file, rank, weights, checkpoint):
+    """Export a pruned network as ONNX or a PyTorch state dict: an arch file, a --family member
+    (fresh weights), or the K-th arch of a search --result (fresh or PruningNet weights)."""
     from .pruning.arch import load_arch, save_arch
     from .pruning.export import save_onnx, save_torch
     from .pruning.net import build_net
 
+    if result_file is not None:
+        if arch_file is not None or family is not None:
+            raise UserError("give one of ARCH_FILE, --family or --result")
+        from .pruning.search import export_result
+
+        sp, arch, entry = export_result(result_file, out, rank, fmt, weights, checkpoint, arch_out, seed=seed)
+        lat = ", ".join(f"{v:.4g} ms on {d}" for d, v in entry["latency_ms"].items())
+        click.echo(f"wrote {out} ({fmt}, {weights} weights): rank {rank} of {result_file}, {sp.family}, "
+                   f"{sp.macs(arch) / 1e6:.2f} M MACs, predicted {lat}, search accuracy {entry['accuracy']:.2%}")
+        return
+    if weights != "fresh" or checkpoint is not None:
+        raise UserError("--weights pruningnet and --checkpoint go with --result")
     if (arch_file is None) == (family is None):
         raise UserError("give either ARCH_FILE or --family (with --uniform RATIO or --random)")
     if arch_file is not None:
@@ -221,6 +240,54 @@ def validate(lut_path, samples, seed, fit, fit_share, repeat_share, plot_path, a
                    f"exceeds --max-error {max_error}%", err=True)
         sys.exit(1)
 
+
+
+@main.command()
+@click.option("--checkpoint", required=True, type=click.Path(), help="PruningNet checkpoint (`prune-lut train --out`).")
+@click.option("--lut", "luts", multiple=True, type=click.Path(), help="A device's lookup table (repeat for several devices).")
+@click.option("--latency-ms", "latency_ms", multiple=True, type=float, help="Budget on the matching --lut's device.")
+@click.option("--macs-m", type=float, help="Also keep under this many million MACs.")
+@click.option("--population", type=int, default=50, show_default=True)
+@click.option("--generations", type=int, default=20, show_default=True)
+@click.option("--parents", type=int, default=10, show_default=True, help="Top-k kept as parents (and reported).")
+@click.option("--mutation-prob", type=float, default=0.1, show_default=True)
+@click.option("--recal-batches", type=int, default=4, show_default=True, help="Sub-train batches for BN recalibration.")
+@click.option("--recal-batch-size", type=int, default=128, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", default="result.json", show_default=True, type=click.Path(), help="Result JSON.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted search (state beside --out).")
+@click.option("--plot", type=click.Path(), help="PNG of every arch evaluated, Pareto front, budget, baseline.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result JSON.")
+def search(checkpoint, luts, latency_ms, macs_m, population, generations, parents, mutation_prob, recal_batches,
+           recal_batch_size, seed, out, resume, plot, as_json):
+    """Evolutionary search for the most accurate arch under latency budgets (one per --lut device).
+
+    Runs under torchrun too: `torchrun --nproc-per-node 2 -m prune_lut.cli search ...` splits each
+    generation's evaluations across the processes (same result as one process).
+    """
+    from .pruning.evolution import EvolutionConfig
+    from .pruning.search import search_checkpoint
+
+    cfg = EvolutionConfig(population=population, generations=generations, parents=parents,
+                          mutation_prob=mutation_prob, seed=seed)
+    cfg.check()
+    say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    res = search_checkpoint(checkpoint, luts, latency_ms, cfg, out, macs_m=macs_m, resume=resume, plot=plot,
+                            recal_batches=recal_batches, recal_batch_size=recal_batch_size, progress=say)
+    if not res:
+        return
+    if as_json:
+        echo_json(res)
+        return
+    best, base = res["top"][0], res["uniform_baseline"]
+    lat = ", ".join(f"{v:.4g} ms on {d}" for d, v in best["latency_ms"].items())
+    click.echo(f"best: {best['accuracy']:.2%} at {lat}, {best['macs'] / 1e6:.2f} M MACs")
+    if base:
+        blat = ", ".join(f"{v:.4g} ms on {d}" for d, v in base["latency_ms"].items())
+        click.echo(f"uniform x{base['ratio']:g}: {base['accuracy']:.2%} at {blat} "
+                   f"({100 * (best['accuracy'] - base['accuracy']):+.2f} points for the search)")
+    click.echo(f"{res['evaluations']} archs evaluated in {res['elapsed_s']:.0f} s; wrote {out}"
+               + (f" and {plot}" if plot else ""))
 
 if __name__ == "__main__":
     main()

@@ -149,6 +149,85 @@ def split_over_ranks(score: Callable[[list[Arch]], list[float]]) -> Callable[[li
     return wrapped
 
 
+# ---- the real fitness: PruningNet-generated networks ---------------------------------------
+class PruningNetFitness:
+    """Top-1 on the held-out sub-validation split of the PruningNet's network for an arch.
+
+    Each arch's network is generated, its BatchNorm recalibrated (running statistics reset, then
+    ``recal_batches`` sub-train batches forwarded in train mode without gradients) and scored;
+    results are cached per arch. The recalibration batches are drawn once (seeded) and reused for
+    every arch, so a score depends on the arch alone: on whichever process it is computed.
+    """
+
+    def __init__(self, pruningnet, data, recal_batches: int = 4, batch_size: int = 128, seed: int = 0,
+                 times: SearchTimes | None = None):
+        from itertools import islice
+
+        from .data import cycle_batches
+
+        if recal_batches < 1 or batch_size < 1:
+            raise UserError("--recal-batches and --recal-batch-size must be >= 1")
+        self.pruningnet = pruningnet.eval()
+        self.space: ChannelSpace = pruningnet.space
+        self.data = data
+        self.recal = [x for x, _ in islice(cycle_batches(data.train, batch_size, seed), recal_batches)]
+        if not self.recal:  # fewer sub-train images than one batch
+            self.recal = [data.train.x[:batch_size]] if hasattr(data.train, "x") else []
+        self.batch_size = batch_size
+        self.times = times or SearchTimes()
+        self.cache: dict[tuple, float] = {}
+
+    def describe(self) -> dict:
+        return {"recal_batches": len(self.recal), "recal_batch_size": self.batch_size,
+                "sub_val_images": len(self.data.val), "data": self.data.spec}
+
+    def network(self, arch: Arch):
+        """The generated network for ``arch`` with recalibrated BatchNorm (eval mode): what is scored."""
+        from .bn import recalibrate_bn
+
+        t0 = time.perf_counter()
+        net = self.pruningnet.generate(arch)
+        t1 = time.perf_counter()
+        recalibrate_bn(net, self.recal, len(self.recal))
+        t2 = time.perf_counter()
+        parts = self.times.parts_s
+        parts["generate"] = parts.get("generate", 0.0) + t1 - t0
+        parts["recalibrate"] = parts.get("recalibrate", 0.0) + t2 - t1
+        return net
+
+    def score(self, arch: Arch) -> float:
+        key = self.space.vector(arch)
+        if key in self.cache:
+            return self.cache[key]
+        t0 = time.perf_counter()
+        net = self.network(arch)
+        t1 = time.perf_counter()
+        acc = top1(net, self.data.val, self.batch_size * 4)
+        t2 = time.perf_counter()
+        self.times.parts_s["evaluate"] = self.times.parts_s.get("evaluate", 0.0) + t2 - t1
+        self.times.total_s += t2 - t0
+        self.times.evaluations += 1
+        self.cache[key] = acc
+        return acc
+
+    def __call__(self, archs: list[Arch]) -> list[float]:
+        return [self.score(a) for a in archs]
+
+
+def top1(net, dataset, batch_size: int = 512) -> float:
+    """Share of ``dataset`` that ``net`` (eval mode) classifies right."""
+    import torch
+
+    from .data import batches
+
+    right = total = 0
+    with torch.no_grad():
+        for x, y in batches(dataset, batch_size):
+            right += int((net(x).argmax(1) == y).sum())
+            total += len(y)
+    return right / max(total, 1)
+
+
 # ---- the search ---------------------------------------------------------------------------
 @dataclass
 class SearchTimes:
@@ -289,6 +368,82 @@ def build_result(space: ChannelSpace, constraints: Constraints, evo: Evolution, 
         "elapsed_s": elapsed_s,
         "timing_s": {"evaluate_total": times.total_s, **times.parts_s},
     }
+
+
+# ---- from a checkpoint: what `prune-lut search` runs ------------------------------------------
+def load_fitness(checkpoint: str | os.PathLike, recal_batches: int = 4, recal_batch_size: int = 128,
+                 seed: int = 0, times: SearchTimes | None = None) -> PruningNetFitness:
+    """The PruningNet of ``checkpoint`` with its own data split (sub-train for BN, sub-val to score)."""
+    from .data import load_data
+    from .train import load_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    data = load_data(ck.data_spec, resolution=ck.space.resolution, split=ck.split)
+    return PruningNetFitness(ck.pruningnet, data, recal_batches, recal_batch_size, seed, times)
+
+
+def search_checkpoint(checkpoint: str | os.PathLike, luts: Sequence[str], latency_ms: Sequence[float],
+                      config: EvolutionConfig, out: str | os.PathLike, *, macs_m: float | None = None,
+                      resume: bool = False, plot: str | os.PathLike | None = None, recal_batches: int = 4,
+                      recal_batch_size: int = 128, top_k: int | None = None,
+                      progress: Callable[[str], None] | None = None, stop_after: int | None = None) -> dict:
+    """Search the space of ``checkpoint`` under the budgets; under torchrun, ranks share the evaluations.
+
+    Writes ``out`` (and ``plot``) on rank 0 and returns the result (an empty dict on other ranks).
+    """
+    import torch
+
+    from .distributed import setup
+
+    dist = setup("cpu")
+    if dist.enabled:  # the cores are shared among the processes, as with `torchrun ... train`
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world))
+    times = SearchTimes()
+    fit = load_fitness(checkpoint, recal_batches, recal_batch_size, seed=config.seed, times=times)
+    space = fit.space
+    constraints = Constraints(space, load_budgets(space, luts, latency_ms),
+                              None if macs_m is None else macs_m * 1e6)
+    meta = {"checkpoint": str(checkpoint), "fitness": fit.describe()}
+    result = run_search(space, constraints, split_over_ranks(fit), config, out, resume=resume, meta=meta,
+                        times=times, top_k=top_k, progress=progress if dist.main else None,
+                        write=dist.main, stop_after=stop_after)
+    if dist.main and plot and result:
+        plot_result(result, plot)
+    dist.barrier()
+    return result if dist.main else {}
+
+
+def export_result(result_path: str | os.PathLike, out: str | os.PathLike, rank: int = 1, fmt: str = "onnx",
+                  weights: str = "fresh", checkpoint: str | os.PathLike | None = None,
+                  arch_out: str | os.PathLike | None = None, recal_batches: int = 4,
+                  recal_batch_size: int = 128, seed: int = 0) -> tuple[ChannelSpace, Arch, dict]:
+    """Export the ``rank``-th arch of a search result: fresh weights, or the PruningNet's (BN recalibrated).
+
+    Returns (space, arch, its entry in the result).
+    """
+    from .arch import save_arch
+    from .export import save_onnx, save_torch
+    from .net import build_net
+
+    result = load_result(result_path)
+    space, arch = result_arch(result, rank, str(result_path))
+    if weights == "pruningnet":
+        ckpt = checkpoint or result.get("checkpoint")
+        if not ckpt:
+            raise UserError("--weights pruningnet needs --checkpoint CKPT (the PruningNet the search used)")
+        fit = load_fitness(ckpt, recal_batches, recal_batch_size, seed)
+        if fit.space.hash != space.hash:
+            raise UserError(f"{ckpt}: the checkpoint covers another space than {result_path}; "
+                            "give the checkpoint the search used")
+        net = fit.network(arch)
+    elif weights == "fresh":
+        net = build_net(space, arch).eval()
+    else:
+        raise UserError(f"--weights must be pruningnet or fresh, got {weights!r}")
+    (save_onnx if fmt == "onnx" else save_torch)(out, space, net)
+    if arch_out:
+        save_arch(arch_out, space, arch)
+    return space, arch, result["top"][rank - 1]
 
 
 # ---- reading results back -----------------------------------------------------------------
