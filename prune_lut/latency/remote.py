@@ -445,6 +445,8 @@ class RemoteMeter:
     def _worker(self, host: str) -> RemoteWorker:
         w = self._workers.get(host)
         if w is None or w.proc is None or w.proc.poll() is not None:
+            if w is not None:
+                log.info("%s: the last connection ended; connecting again", host)
             w = RemoteWorker(host, self.ssh)
             w.start()
             try:
