@@ -58,6 +58,30 @@ def echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2))
 
 
+def remote_options(f):
+    """``--host`` (repeatable: identical boards share the work) and how ssh reaches the boards."""
+    def ssh_setting(ctx, param, value):
+        if value:
+            from .latency.remote import use_ssh_options
+
+            use_ssh_options(**{param.name: value})
+        return value
+
+    for opt in reversed([
+        click.option("--host", multiple=True, metavar="[USER@]HOST",
+                     help="Measure on this board over ssh (a ~/.ssh/config alias works); repeat for several "
+                          "identical boards. Default: the device profile's host, else this machine."),
+        click.option("--remote-python", metavar="CMD", expose_value=False, callback=ssh_setting,
+                     help="The board's Python, with numpy and the runtime (default python3).", is_eager=True),
+        click.option("--ssh-config", type=click.Path(dir_okay=False), expose_value=False, callback=ssh_setting,
+                     help="ssh config file to use instead of ~/.ssh/config.", is_eager=True),
+        click.option("--no-host-key-check", is_flag=True, expose_value=False, callback=ssh_setting, is_eager=True,
+                     help="Do not verify the board's ssh host key (insecure: throwaway boards only)."),
+    ]):
+        f = opt(f)
+    return f
+
+
 @main.command()
 @click.argument("family")
 @space_options
@@ -176,7 +200,7 @@ def predict(lut_path, arch_files, as_json):
 @click.option("--plot", "plot_path", type=click.Path(), help="Write a PNG: predicted vs measured, MACs beside.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (the report).")
 @click.option("--max-error", type=float, help="Exit 1 when the mean absolute % error exceeds this.")
-@click.option("--host", help="Measure on this ssh host (default: the device profile's host, else here).")
+@remote_options
 @click.option("--record", "record_path", type=click.Path(),
               help="Where to write the samples (default: <LUT>.validation.json beside the LUT).")
 @click.option("--from-record", type=click.Path(), help="Recompute the report from a record; measure nothing.")

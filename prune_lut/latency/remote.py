@@ -99,9 +99,12 @@ class SSHOptions:
 
     @classmethod
     def from_env(cls, **over) -> "SSHOptions":
-        """Defaults from ``$PRUNE_LUT_SSH_CONFIG`` (an ssh -F file) and ``$PRUNE_LUT_REMOTE_PYTHON``."""
+        """Defaults from ``$PRUNE_LUT_SSH_CONFIG`` (an ssh -F file), ``$PRUNE_LUT_REMOTE_PYTHON`` and
+        ``$PRUNE_LUT_SSH_NO_HOST_KEY_CHECK=1``; the CLI's ``--ssh-config``, ``--remote-python`` and
+        ``--no-host-key-check`` set these (see :func:`use_ssh_options`)."""
         env = {"config": os.environ.get("PRUNE_LUT_SSH_CONFIG") or None,
-               "python": os.environ.get("PRUNE_LUT_REMOTE_PYTHON") or "python3"}
+               "python": os.environ.get("PRUNE_LUT_REMOTE_PYTHON") or "python3",
+               "host_key_check": os.environ.get("PRUNE_LUT_SSH_NO_HOST_KEY_CHECK", "") not in ("1", "yes", "true")}
         return cls(**{**env, **{k: v for k, v in over.items() if v is not None}})
 
     def ssh_command(self, host: str) -> list[str]:
@@ -116,6 +119,22 @@ class SSHOptions:
         for o in self.options:
             cmd += ["-o", o]
         return cmd + ["--", host, remote_command(self.python, worker_sha256())]
+
+
+def use_ssh_options(ssh_config: str | None = None, remote_python: str | None = None,
+                    no_host_key_check: bool = False) -> None:
+    """Make these the defaults of every :class:`SSHOptions` built in this process (the CLI's
+    flags; they reach meters however deep the command builds them)."""
+    if ssh_config:
+        if not Path(ssh_config).expanduser().is_file():
+            raise UserError(f"--ssh-config {ssh_config}: no such file; give an ssh config file (see man ssh_config)")
+        os.environ["PRUNE_LUT_SSH_CONFIG"] = str(Path(ssh_config).expanduser().resolve())
+    if remote_python:
+        remote_command(remote_python, "0")  # refuse an unparsable command now, in one line
+        os.environ["PRUNE_LUT_REMOTE_PYTHON"] = remote_python
+    if no_host_key_check:
+        log.warning("ssh host-key checking is off (--no-host-key-check): the board's identity is not verified")
+        os.environ["PRUNE_LUT_SSH_NO_HOST_KEY_CHECK"] = "1"
 
 
 def check_host(host: str) -> str:
