@@ -183,7 +183,7 @@ class PruningNetFitness:
 
     def network(self, arch: Arch):
         """The generated network for ``arch`` with recalibrated BatchNorm (eval mode): what is scored."""
-        from .bn import recalibrate_bn
+        from .bn import recalibrate_bn  # (imported late: torch is only needed once a network is scored)
 
         t0 = time.perf_counter()
         net = self.pruningnet.generate(arch)
@@ -196,13 +196,15 @@ class PruningNetFitness:
         return net
 
     def score(self, arch: Arch) -> float:
+        from .train import evaluate
+
         key = self.space.vector(arch)
         if key in self.cache:
             return self.cache[key]
         t0 = time.perf_counter()
         net = self.network(arch)
         t1 = time.perf_counter()
-        acc = top1(net, self.data.val, self.batch_size * 4)
+        acc = evaluate(net, self.data.val, self.batch_size * 4)
         t2 = time.perf_counter()
         self.times.parts_s["evaluate"] = self.times.parts_s.get("evaluate", 0.0) + t2 - t1
         self.times.total_s += t2 - t0
@@ -212,20 +214,6 @@ class PruningNetFitness:
 
     def __call__(self, archs: list[Arch]) -> list[float]:
         return [self.score(a) for a in archs]
-
-
-def top1(net, dataset, batch_size: int = 512) -> float:
-    """Share of ``dataset`` that ``net`` (eval mode) classifies right."""
-    import torch
-
-    from .data import batches
-
-    right = total = 0
-    with torch.no_grad():
-        for x, y in batches(dataset, batch_size):
-            right += int((net(x).argmax(1) == y).sum())
-            total += len(y)
-    return right / max(total, 1)
 
 
 # ---- the search ---------------------------------------------------------------------------
@@ -374,12 +362,12 @@ def build_result(space: ChannelSpace, constraints: Constraints, evo: Evolution, 
 def load_fitness(checkpoint: str | os.PathLike, recal_batches: int = 4, recal_batch_size: int = 128,
                  seed: int = 0, times: SearchTimes | None = None) -> PruningNetFitness:
     """The PruningNet of ``checkpoint`` with its own data split (sub-train for BN, sub-val to score)."""
-    from .data import load_data
     from .train import load_checkpoint
 
     ck = load_checkpoint(checkpoint)
-    data = load_data(ck.data_spec, resolution=ck.space.resolution, split=ck.split)
-    return PruningNetFitness(ck.pruningnet, data, recal_batches, recal_batch_size, seed, times)
+    if ck.pruningnet is None:
+        raise UserError(f"{checkpoint} is a {ck.kind} checkpoint; search needs a PruningNet (`prune-lut train`)")
+    return PruningNetFitness(ck.pruningnet, ck.load_data(), recal_batches, recal_batch_size, seed, times)
 
 
 def search_checkpoint(checkpoint: str | os.PathLike, luts: Sequence[str], latency_ms: Sequence[float],
