@@ -34,6 +34,21 @@ def op_group(spec: LayerSpec) -> str:
     return spec.op  # add, linear
 
 
+def _calibration_of(lut: LUT) -> tuple[Calibration | None, str | None]:
+    """The LUT's calibration and where it came from: ``validate`` (fitted by ``validate --fit`` on
+    held-out-checked samples), ``build`` (the build's own ``e2e = a * sum + b`` over the networks it
+    profiled, used until validate fits one), or none."""
+    if lut.calibration:
+        return Calibration.from_dict(lut.calibration), "validate"
+    s2e = (lut.extra or {}).get("sum_to_e2e")
+    if isinstance(s2e, dict) and "a" in s2e and "b" in s2e:
+        held = s2e.get("heldout") or {}
+        q = float(held.get("max_abs_rel_err") or s2e.get("median_abs_rel_err") or 0.0)
+        return Calibration("linear", {"sum": float(s2e["a"]), "1": float(s2e["b"])}, (-q, q),
+                           meta={"source": "build", **s2e}), "build"
+    return None, None
+
+
 @dataclass(frozen=True)
 class Prediction:
     """A predicted latency (ms) with an interval.
@@ -58,7 +73,7 @@ class Predictor:
 
     def __init__(self, lut: LUT):
         self.lut = lut
-        self.calibration: Calibration | None = Calibration.from_dict(lut.calibration) if lut.calibration else None
+        self.calibration, self.calibration_source = _calibration_of(lut)
         self._entries = lut.entries
         self._cache: dict[LayerSpec, tuple[float, float, int, int] | None] = {}
         self._gindex = {g: i for i, g in enumerate(GROUPS)}

@@ -83,10 +83,15 @@ def provenance_warnings(lut: LUT, here: dict) -> list[str]:
 
 
 def reference_ms(lut: LUT) -> float | None:
-    """The reference network's latency recorded in the LUT, if any."""
+    """The reference network's latency while the table was built: the median of every reference
+    measurement the build took beside its networks (``extra.networks[].ref_ms``), else the
+    reference's own record (mean of its first and last measurement)."""
+    refs = [n["ref_ms"] for n in (lut.extra or {}).get("networks", []) if n.get("ref_ms")]
+    if refs:
+        return float(np.median(refs))
     ref = lut.reference or {}
-    v = ref.get("median_ms")
-    return float(v) if v is not None else None
+    vals = [ref[k] for k in ("first_ms", "last_ms") if ref.get(k)] or ([ref["median_ms"]] if ref.get("median_ms") else [])
+    return float(np.mean(vals)) if vals else None
 
 
 # ---- measuring -------------------------------------------------------------------------------
@@ -157,7 +162,8 @@ def validate(lut: LUT, nets: list[Net], reference: bytes, meter=None, *, fit: bo
                                                                      "ref_smooth_ms", "measured_ms")}})
     record = {"schema": SCHEMA, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "device": lut.device, "lut_space": lut.space, "lut_calibrated": pred.calibrated,
-              "lut_calibration": lut.calibration, "host": here, "seed": seed,
+              "lut_calibration": pred.calibration.to_dict() if pred.calibration else None,
+              "lut_calibration_source": pred.calibration_source, "host": here, "seed": seed,
               "reference": {"lut_ms": ref_lut, "now_ms": [r["ref_ms"] for r in sorted(rows + reps, key=lambda r: r["t"])]},
               "samples": samples, "repeats": [{k: r[k] for k in ("index", "t", "raw_ms", "ref_ms", "measured_ms")}
                                               for r in reps],
