@@ -313,5 +313,139 @@ def search(checkpoint, luts, latency_ms, macs_m, population, generations, parent
     click.echo(f"{res['evaluations']} archs evaluated in {res['elapsed_s']:.0f} s; wrote {out}"
                + (f" and {plot}" if plot else ""))
 
+@main.command()
+@click.option("--device-file", type=click.Path(dir_okay=False), help="Also show this TOML profile.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def devices(device_file, as_json):
+    """List device profiles (built-in, user directory, --device-file) and whether this host can measure them."""
+    from .devices import list_devices, load_device_file, user_dirs
+    from .latency.measure import usable
+
+    devs = list_devices()
+    if device_file:
+        d = load_device_file(device_file)
+        devs[d.name] = d
+    rows = []
+    for d in devs.values():
+        ok, why = usable(d)
+        rows.append({**d.to_dict(), "source": d.source, "usable": ok, "why": why})
+    if as_json:
+        echo_json({"devices": rows, "user_dirs": [str(p) for p in user_dirs()]})
+        return
+    for r in rows:
+        opts = ", ".join(f"{k} {r[k]}" for k in ("provider", "device", "threads", "precision") if r.get(k))
+        click.echo(f"{r['name']:<11} {r['backend']:<11} multiple {r['multiple']:<3} {opts}")
+        click.echo(f"{'':<11} {'usable here' if r['usable'] else 'NOT usable here'}: {r['why']}"
+                   + ("" if r["source"] == "builtin" else f"  [{r['source']}]"))
+    click.echo(f"user profiles: *.toml in {', '.join(str(p) for p in user_dirs())} ($PRUNE_LUT_DEVICES)")
+
+
+@main.command()
+@click.option("--device", help="Device profile name (see `prune-lut devices`).")
+@click.option("--device-file", type=click.Path(dir_okay=False), help="A TOML device profile instead of --device.")
+@click.option("--family", required=True, help="Model family (mobilenet_v1, mobilenet_v2, resnet18, ...).")
+@click.option("--resolution", type=int, default=None, help="Input size (default 224, or 8 with --small-input).")
+@click.option("--num-classes", type=int, default=1000, show_default=True)
+@click.option("--in-channels", type=int, default=3, show_default=True, help="Image channels (1 for gray).")
+@click.option("--small-input", is_flag=True, help="Stem for 8x8..32x32 images: total stride 8, not 32.")
+@click.option("--multiple", type=int, default=None, help="Width multiple of the space (default: the device's).")
+@click.option("--out", type=click.Path(dir_okay=False), help="LUT file (default <device>-<family>-<resolution>.json.gz).")
+@click.option("--time-budget", type=float, help="Minutes of measuring; the rest is filled by a regressor.")
+@click.option("--shard", help="i/n: measure the i-th of n key shards (merge them with `prune-lut lut merge`).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted build in --out (measures nothing twice).")
+@click.option("--heldout", type=int, default=8, show_default=True, help="Random nets profiled to score sum->e2e.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print `lut info` JSON of the result.")
+@remote_options
+def build(device, device_file, family, resolution, num_classes, in_channels, small_input, multiple, out,
+          time_budget, shard, resume, heldout, seed, as_json, host):
+    """Profile every layer configuration FAMILY's space can produce on a device into a LUT file."""
+    from .devices import get_device
+    from .latency.lutops import info
+    from .latency.measure import get_meter
+    from .pruning.coverage import build_space_table
+
+    dev = get_device(device, device_file)
+    sp = make_space(family, resolution, num_classes, in_channels, small_input, multiple or dev.multiple)
+    if out is None:
+        out = f"{dev.name}-{family}{'-small' if small_input else ''}-{sp.resolution}.json.gz"
+    if time_budget is not None and time_budget <= 0:
+        raise UserError(f"--time-budget must be > 0 minutes, got {time_budget}")
+    meter = get_meter(dev, list(host) if host else None)
+    lut = build_space_table(sp, dev, out, meter=meter, time_budget_min=time_budget, shard=shard, resume=resume,
+                            seed=seed, heldout=heldout, progress=not as_json)
+    i = info(lut)
+    if as_json:
+        echo_json(i)
+        return
+    _print_lut_info(out, i)
+
+
+def _print_lut_info(path, i: dict) -> None:
+    c, b, s2e, reg = i["coverage"], i["build"] or {}, i["sum_to_e2e"], i["regressor"]
+    sp = i["space"]
+    click.echo(f"{path}: device {i['device']} ({i['backend']}), {sp['family']} at {sp['resolution']}"
+               f"{' small-input' if sp['small_input'] else ''}, multiple {sp['multiple']}, space {sp['hash']}")
+    pv = i["provenance"]
+    click.echo(f"  measured on {pv.get('host')} ({pv.get('cpu')}, {pv.get('cores')} cores"
+               f"{', ' + pv['gpu'] if pv.get('gpu') else ''}), {pv.get('date')}, threads {pv.get('threads')}, "
+               f"{pv.get('precision')}, onnxruntime {pv.get('onnxruntime')}, torch {pv.get('torch')}")
+    click.echo(f"  entries {c['entries']} of {c['space_keys']} keys: {c['measured']} measured, {c['predicted']} predicted"
+               f"{'' if c['complete'] else ' (INCOMPLETE)'}{', shard ' + c['shard'] if c['shard'] else ''}; "
+               f"median spread {100 * (i['median_rel_spread'] or 0):.1f}%")
+    if b:
+        click.echo(f"  build: {b.get('elapsed_s', 0) / 60:.1f} min, {b.get('networks_done')} networks profiled")
+    if reg:
+        click.echo(f"  regressor (held-out measured entries): median abs error "
+                   f"{100 * (reg.get('heldout_median_abs_rel_err') or 0):.1f}%, p90 "
+                   f"{100 * (reg.get('heldout_p90_abs_rel_err') or 0):.1f}% ({reg.get('n_predicted')} entries predicted)")
+    if s2e:
+        h = s2e.get("heldout") or {}
+        click.echo(f"  sum->e2e: e2e = {s2e['a']:.3f} * sum + {s2e['b']:.3f} ms over {s2e['n']} nets "
+                   f"(median error {100 * s2e['median_abs_rel_err']:.1f}%)"
+                   + (f"; {h['n']} held-out nets: median {100 * h['median_abs_rel_err']:.1f}%, "
+                      f"{100 * h['within_10pct']:.0f}% within 10%" if h else ""))
+    r = i["reference"]
+    if r:
+        click.echo(f"  reference (full net): {r['median_ms']:.3f} ms (first {r['first_ms']:.3f}, last {r['last_ms']:.3f})")
+    if i["calibration"]:
+        click.echo("  calibration: fitted by validate")
+
+
+@main.group()
+def lut():
+    """Inspect and combine LUT files."""
+
+
+@lut.command("info")
+@click.argument("path", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def lut_info(path, as_json):
+    """Provenance, coverage and error figures of a LUT file."""
+    from .latency.lutfile import LUT
+    from .latency.lutops import info
+
+    i = info(LUT.load(path))
+    if as_json:
+        echo_json(i)
+    else:
+        _print_lut_info(path, i)
+
+
+@lut.command("merge")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The merged LUT file.")
+def lut_merge(paths, out):
+    """Join shards built on identical boards (same device, space and runtimes) into one table."""
+    from .latency.lutfile import LUT
+    from .latency.lutops import merge
+
+    m = merge([LUT.load(p) for p in paths], list(paths))
+    m.save(out)
+    c = len(m.entries)
+    click.echo(f"wrote {out}: {c} entries ({len(m.measured_keys())} measured) of {m.space.get('keys')} keys "
+               f"from {len(paths)} files")
+
+
 if __name__ == "__main__":
     main()

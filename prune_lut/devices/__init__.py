@@ -4,7 +4,9 @@ A profile says how to measure on a device: ``backend`` (onnxruntime | torch | te
 runtime options (``provider``, ``threads``, ``precision``, ``batch``, ``device`` for torch,
 ``cuda_graphs``, ``workspace_mb``), the channel ``multiple`` the hardware prefers (spaces built for
 the device round widths to it), the measurement ``[protocol]`` (see ``latency/worker.py``), and an
-optional ``host`` (an ssh destination: measure there instead of here).
+optional ``host`` (an ssh destination: measure there instead of here); ``remote_only`` marks a
+profile that describes another board (a Jetson, a Raspberry Pi), so this host never measures it
+under that board's name.
 
 Where profiles come from, in order: the built-ins next to this file; every ``*.toml`` in the user
 directory (``$PRUNE_LUT_DEVICES``, several joined with ``os.pathsep``, else
@@ -47,6 +49,7 @@ class Device:
     cuda_graphs: bool = False
     workspace_mb: int | None = None
     host: str | None = None
+    remote_only: bool = False
     protocol: dict = field(default_factory=dict)
     source: str = "builtin"
 

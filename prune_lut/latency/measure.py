@@ -37,6 +37,7 @@ class Measurement:
     spread_ms: float
     reps: int
     nodes: dict[str, float] | None = None
+    node_spreads: dict[str, float] | None = None
     node_reps: int | None = None
     node_total_ms: float | None = None
     profiled_median_ms: float | None = None
@@ -67,6 +68,9 @@ def usable(device: Device) -> tuple[bool, str]:
     """Whether ``device`` can be measured from this host, and why (not)."""
     if device.host:
         return True, f"remote: measured over ssh on {device.host}"
+    if device.remote_only:
+        return False, (f"describes another board; measure it there with `--host USER@BOARD` "
+                       f"or a copy of the profile with `host = ...`")
     if device.backend == "onnxruntime":
         if importlib.util.find_spec("onnxruntime") is None:
             return False, "onnxruntime is not installed (pip install onnxruntime)"

@@ -27,7 +27,7 @@ JSON-lines protocol (one object per line, on stdin; one reply per line on stdout
    "options": {"provider", "threads", "precision", "device", "cuda_graphs", ...},
    "protocol": {...}, "nodes": false}
     -> {"id": ID, "median_ms", "spread_ms", "reps", "nodes": {name: ms} | null,
-        "node_reps", "node_total_ms", "profiled_median_ms"}
+        "node_spreads": {name: IQR ms}, "node_reps", "node_total_ms", "profiled_median_ms"}
   {"op": "measure_many", "id": ID, "models_b64": [...], ...same fields...}
     -> {"id": ID, "results": [one measure reply body per model, in order]}
   any failure -> {"id": ID, "error": "one line"}
@@ -409,7 +409,7 @@ def measure_models(models: list[bytes], backend: str = "onnxruntime", options: d
     """Measure several ONNX models with one protocol, interleaved (drift affects all alike).
 
     Returns one dict per model: ``median_ms``, ``spread_ms`` (IQR), ``reps``; with ``nodes`` also
-    ``nodes`` {backend node name: median ms}, ``node_reps``, ``node_total_ms`` (median over runs
+    ``nodes`` {backend node name: median ms}, ``node_spreads`` {name: IQR ms}, ``node_reps``, ``node_total_ms`` (median over runs
     of the per-run sum of node times) and ``profiled_median_ms`` (end to end with profiling on).
     """
     p = protocol_with_defaults(protocol)
@@ -430,6 +430,7 @@ def measure_models(models: list[bytes], backend: str = "onnxruntime", options: d
             per = prof.node_times(reps)
             del prof
             res["nodes"] = {k: float(np.median(v)) for k, v in per.items()}
+            res["node_spreads"] = {k: stats(v)[1] for k, v in per.items()}
             res["node_reps"] = reps
             res["profiled_median_ms"] = float(np.median(prof_t))
             if per and len({len(v) for v in per.values()}) == 1:

@@ -1,0 +1,235 @@
+"""Build a lookup table by profiling whole networks and attributing node times to keys.
+
+Why whole networks: isolated one-layer sessions summed to 1.47x-1.69x of a network's end-to-end
+latency here (session overhead, cold caches, layout reorders at every boundary), while ORT's
+per-node profile of a whole network accounts for ~92% of its run time. So every key is measured
+*in context*: the caller supplies :class:`Network` s whose ONNX node names are ``<key>#<position>``
+(``pruning/export.py`` with ``key_names=True``), each is profiled per node, and each node's
+median duration is attributed to its key (fused nodes are mapped back through their output
+tensor names; an operator fused into another one, like ORT's Conv+Add, is recorded as 0 ms
+because its time is in the conv it joined; profile names that map to no key, like layout
+reorders, count as the network's ``unattributed`` time). A key seen in several networks keeps up
+to ``MAX_OBS`` in-context observations; its entry is their median.
+
+What the table stores beside entries, so sums can predict whole networks (``lut.extra``):
+  ``networks``: one record per profiled network: ``id``, ``keys`` (in order), ``e2e_ms`` (end to
+    end, profiling off), ``spread_ms``, ``profiled_ms`` (end to end, profiling on), ``node_sum_ms``
+    (sum of its attributed node medians), ``unattributed_ms``, ``ref_ms`` (the reference network,
+    measured interleaved in the same call), ``t`` (seconds since the build started);
+  ``sum_to_e2e``: least-squares ``e2e = a * table_sum + b`` over those networks, with its error
+    on networks that defined no entry (``heldout``); the predictor applies it until a calibration
+    from ``validate --fit`` replaces it;
+  ``build``: elapsed seconds, time budget, shard, targets, networks done.
+``lut.reference``: the reference network (the space's full-width member) end to end, first and last
+measurement of the build, for drift detection (``keys`` lets anyone recompute its table sum).
+
+Resumable: the file is rewritten atomically after every group of networks; a resumed build plans
+networks only for keys still missing, so nothing stored is measured again.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .lutfile import LUT
+
+log = logging.getLogger(__name__)
+MAX_OBS = 5
+SCALE_TO_PLAIN = True
+
+
+@dataclass
+class Network:
+    """A network to profile: a stable ``id``, its layer keys in order, and its ONNX (key-named) bytes."""
+
+    id: str
+    keys: list[str]
+    onnx: Callable[[], bytes]
+
+
+# ---- attribution -------------------------------------------------------------------------------
+def _node_maps(model: bytes) -> tuple[dict[str, int], dict[str, int], dict[int, str]]:
+    """(node name -> position, output tensor -> position, position -> key) of a key-named ONNX model."""
+    import onnx
+
+    m = onnx.load_from_string(model)
+    by_name, by_tensor, pos_key = {}, {}, {}
+    for n in m.graph.node:
+        base = n.name.split("/")[0]
+        if "#" not in base:
+            continue
+        key, pos = base.rsplit("#", 1)
+        pos = int(pos)
+        pos_key[pos] = key
+        by_name[n.name] = pos
+        for o in n.output:
+            by_tensor[o] = pos
+    return by_name, by_tensor, pos_key
+
+
+def _lookup(name: str, by_name: dict, by_tensor: dict) -> int | None:
+    """The position a backend node name stands for (ORT renames fused nodes after their output tensor)."""
+    for part in name.split(" + "):  # TensorRT joins fused layer names with " + "
+        cand = part
+        for _ in range(4):
+            if cand in by_name:
+                return by_name[cand]
+            if cand in by_tensor:
+                return by_tensor[cand]
+            if "_" not in cand:
+                break
+            cand = cand.rsplit("_", 1)[0]  # e.g. "stage2.0.expand.out_nchwc"
+    return None
+
+
+def attribute(model: bytes, nodes_ms: dict[str, float], spreads: dict[str, float] | None = None
+              ) -> tuple[dict[int, tuple[str, float, float]], float]:
+    """Per-position (key, ms, spread ms) from a per-node profile, and the time that maps to no position.
+
+    Nodes that map to one position are summed (they run one after another), as are their spreads.
+    """
+    by_name, by_tensor, pos_key = _node_maps(model)
+    per_pos = {p: [0.0, 0.0] for p in pos_key}
+    other = 0.0
+    for name, ms in nodes_ms.items():
+        p = _lookup(name, by_name, by_tensor)
+        if p is None:
+            other += ms
+        else:
+            per_pos[p][0] += ms
+            per_pos[p][1] += (spreads or {}).get(name, 0.0)
+    return {p: (pos_key[p], ms, sp) for p, (ms, sp) in per_pos.items()}, other
+
+
+# ---- building ----------------------------------------------------------------------------------
+def _record(lut: LUT, key: str, ms: float, spread: float, reps: int, scale: float) -> None:
+    """Add one in-context observation (raw profiled ms, and the net's plain/profiled ratio)."""
+    e = lut.entries.get(key)
+    if e is None or e["source"] != "measured":
+        lut.add(key, ms * scale, spread * scale, reps, obs=[ms], scales=[scale], spreads=[spread])
+        return
+    if len(e["obs"]) >= MAX_OBS:
+        return
+    e["obs"].append(ms)
+    e["scales"].append(scale)
+    e["spreads"].append(spread)
+    e["median_ms"] = float(np.median(np.multiply(e["obs"], e["scales"])))
+    e["spread_ms"] = float(np.median(np.multiply(e["spreads"], e["scales"])))
+    e["reps"] += reps
+
+
+def fit_sum_to_e2e(lut: LUT, heldout_ids: set[str] = frozenset()) -> dict | None:
+    """Least squares ``e2e = a * table_sum + b`` over the build's networks (see module docstring)."""
+    nets = [n for n in lut.extra.get("networks", []) if all(k in lut.entries for k in n["keys"])]
+    fit = [n for n in nets if n["id"] not in heldout_ids]
+    if len(fit) < 3:
+        return None
+    s = np.array([sum(lut.entries[k]["median_ms"] for k in n["keys"]) for n in fit])
+    e = np.array([n["e2e_ms"] for n in fit])
+    a, b = np.polyfit(s, e, 1)
+    out = {"a": float(a), "b": float(b), "n": len(fit),
+           "median_abs_rel_err": float(np.median(np.abs(a * s + b - e) / e)),
+           "raw_sum_over_e2e_median": float(np.median(s / e))}
+    held = [n for n in nets if n["id"] in heldout_ids]
+    if held:
+        hs = np.array([sum(lut.entries[k]["median_ms"] for k in n["keys"]) for n in held])
+        he = np.array([n["e2e_ms"] for n in held])
+        rel = np.abs(a * hs + b - he) / he
+        out["heldout"] = {"n": len(held), "median_abs_rel_err": float(np.median(rel)),
+                          "max_abs_rel_err": float(rel.max()), "within_10pct": float(np.mean(rel <= 0.10))}
+    return out
+
+
+def build_table(lut: LUT, path: str | Path, meter, plan: Callable[[list[str]], Iterable[Network]],
+                targets: list[str], reference: Network, heldout: list[Network] = (),
+                group: int = 4, time_budget_s: float | None = None, seed: int = 0,
+                progress: bool = True) -> LUT:
+    """Profile networks until every key of ``targets`` has an entry, saving ``lut`` to ``path`` as it goes.
+
+    ``plan(missing_keys)`` returns the networks to profile (covering those keys); ``reference`` is
+    measured beside every group (drift trace) and stored in ``lut.reference``; ``heldout``
+    networks are profiled at the end and not used for entries (they score ``sum_to_e2e``).
+    Past ``time_budget_s`` (total over resumed runs) the remaining keys are filled by the regressor.
+    """
+    from tqdm import tqdm
+
+    from .regress import fit_and_fill
+
+    path = Path(path)
+    b = lut.extra.setdefault("build", {"elapsed_s": 0.0, "networks_done": 0})
+    b.update({"targets": len(targets), "time_budget_s": time_budget_s, "seed": seed, "group": group})
+    lut.extra.setdefault("networks", [])
+    done_ids = {n["id"] for n in lut.extra["networks"]}
+    start, elapsed0 = time.monotonic(), b["elapsed_s"]
+    ref_bytes = reference.onnx()
+
+    def elapsed() -> float:
+        return elapsed0 + time.monotonic() - start
+
+    def profile(nets: list[Network], use: bool) -> None:
+        models = [n.onnx() for n in nets]
+        res = meter.measure_many([ref_bytes] + models, nodes=True, protocol=None)
+        ref = res[0]
+        if lut.reference is None:
+            lut.reference = {"id": reference.id, "keys": reference.keys, "median_ms": ref["median_ms"],
+                             "spread_ms": ref["spread_ms"], "reps": ref["reps"], "first_ms": ref["median_ms"]}
+        lut.reference["last_ms"] = ref["median_ms"]
+        for net, model, r in zip(nets, models, res[1:]):
+            per_pos, other = attribute(model, r["nodes"], r.get("node_spreads"))
+            if use:
+                scale = r["median_ms"] / r["profiled_median_ms"] if SCALE_TO_PLAIN else 1.0
+                for p, (key, ms, spread) in sorted(per_pos.items()):
+                    _record(lut, key, ms, spread, r["node_reps"], scale)
+            lut.extra["networks"].append({
+                "id": net.id, "keys": net.keys, "e2e_ms": r["median_ms"], "spread_ms": r["spread_ms"],
+                "reps": r["reps"], "profiled_ms": r["profiled_median_ms"], "node_sum_ms": float(sum(
+                    ms for _, ms, _ in per_pos.values())), "unattributed_ms": other, "ref_ms": ref["median_ms"],
+                "t": round(elapsed(), 2), "heldout": not use})
+
+    missing = [k for k in targets if k not in lut.measured_keys()]
+    nets = [n for n in plan(missing) if n.id not in done_ids] if missing else []
+    log.info("%d of %d keys to measure with %d networks", len(missing), len(targets), len(nets))
+    bar = tqdm(total=len(nets), desc=f"profiling {len(missing)} keys", unit="net", disable=not progress)
+    over_budget = False
+    try:
+        for i in range(0, len(nets), group):
+            if time_budget_s is not None and elapsed() >= time_budget_s:
+                over_budget = True
+                break
+            chunk = nets[i:i + group]
+            profile(chunk, use=True)
+            b["elapsed_s"] = round(elapsed(), 2)
+            b["networks_done"] = b.get("networks_done", 0) + len(chunk)
+            lut.save(path)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    held_ids = {n["id"] for n in lut.extra["networks"] if n.get("heldout")}
+    todo_held = [n for n in heldout if n.id not in held_ids]
+    if todo_held:  # cheap (a few networks), and the only unbiased score of sum_to_e2e
+        for i in range(0, len(todo_held), group):
+            profile(todo_held[i:i + group], use=False)
+        held_ids |= {n.id for n in todo_held}
+
+    # fill what was not measured (or drop stale predictions), with the regressor's error figures
+    measured = {k: lut.entries[k]["median_ms"] for k in lut.measured_keys()}
+    wanted = [k for k in targets if k not in measured]
+    for k in [k for k, e in lut.entries.items() if e["source"] == "predicted"]:
+        del lut.entries[k]
+    if len(measured) >= 10:
+        preds, figures = fit_and_fill(measured, wanted, seed=seed)
+        figures["used"] = bool(wanted)
+        lut.regressor = figures
+        for k, ms in preds.items():
+            lut.add(k, ms, 0.0, 0, source="predicted")
+    b["elapsed_s"] = round(elapsed(), 2)
+    b["complete"] = all(k in lut.entries for k in targets)
+    b["measured"] = sum(1 for k in targets if k in measured)
+    lut.extra["sum_to_e2e"] = fit_sum_to_e2e(lut, held_ids)
+    lut.save(path)
+    return lut
