@@ -227,6 +227,9 @@ def build_table(lut: LUT, path: str | Path, meter, plan: Callable[[list[str]], I
         lut.regressor = figures
         for k, ms in preds.items():
             lut.add(k, ms, 0.0, 0, source="predicted")
+    elif wanted:
+        log.warning("only %d entries measured: too few to fit the regressor; %d keys stay missing "
+                    "(resume with a larger --time-budget)", len(measured), len(wanted))
     b["elapsed_s"] = round(elapsed(), 2)
     b["complete"] = all(k in lut.entries for k in targets)
     b["measured"] = sum(1 for k in targets if k in measured)
