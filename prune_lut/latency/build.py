@@ -23,7 +23,8 @@ What the table stores beside entries, so sums can predict whole networks (``lut.
 ``lut.reference``: the reference network (the space's full-width member) end to end, first and last
 measurement of the build, for drift detection (``keys`` lets anyone recompute its table sum).
 
-Resumable: the file is rewritten atomically after every group of networks; a resumed build plans
+Resumable: the file is rewritten atomically every ``SAVE_EVERY_S`` seconds (after a group of
+networks) and when the build stops, Ctrl-C included; a resumed build plans
 networks only for keys still missing, so nothing stored is measured again.
 """
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .lutfile import LUT
 log = logging.getLogger(__name__)
 MAX_OBS = 5
 SCALE_TO_PLAIN = True
+SAVE_EVERY_S = 5.0
 
 
 @dataclass
@@ -171,9 +173,27 @@ def build_table(lut: LUT, path: str | Path, meter, plan: Callable[[list[str]], I
     def elapsed() -> float:
         return elapsed0 + time.monotonic() - start
 
-    def profile(nets: list[Network], use: bool) -> None:
-        models = [n.onnx() for n in nets]
-        res = meter.measure_many([ref_bytes] + models, nodes=True, protocol=None)
+    def groups(chunks: list[list[Network]], budget: bool):
+        """(networks, their ONNX, results) per chunk, as results arrive. A meter with ``stream``
+        (``latency/remote.py``) keeps the next chunks in flight and spreads them over its boards."""
+        exported: dict[int, list[bytes]] = {}
+
+        def batches():
+            for i, chunk in enumerate(chunks):
+                if budget and time_budget_s is not None and elapsed() >= time_budget_s:
+                    return
+                exported[i] = [n.onnx() for n in chunk]
+                yield [ref_bytes] + exported[i]
+
+        if hasattr(meter, "stream"):
+            for i, res, _board in meter.stream(batches(), nodes=True):
+                yield chunks[i], exported.pop(i), res
+        else:
+            for i, models in enumerate(batches()):
+                flags = [False] + [True] * (len(models) - 1)  # the reference is timed, not profiled
+                yield chunks[i], exported.pop(i), meter.measure_many(models, nodes=flags, protocol=None)
+
+    def store(nets: list[Network], models: list[bytes], res: list[dict], use: bool) -> None:
         ref = res[0]
         if lut.reference is None:
             lut.reference = {"id": reference.id, "keys": reference.keys, "median_ms": ref["median_ms"],
@@ -189,31 +209,33 @@ def build_table(lut: LUT, path: str | Path, meter, plan: Callable[[list[str]], I
                 "id": net.id, "keys": net.keys, "e2e_ms": r["median_ms"], "spread_ms": r["spread_ms"],
                 "reps": r["reps"], "profiled_ms": r["profiled_median_ms"], "node_sum_ms": float(sum(
                     ms for _, ms, _ in per_pos.values())), "unattributed_ms": other, "ref_ms": ref["median_ms"],
-                "t": round(elapsed(), 2), "heldout": not use})
+                "t": round(elapsed(), 2), "heldout": not use, **({"board": r["board"]} if r.get("board") else {})})
 
     missing = [k for k in targets if k not in lut.measured_keys()]
     nets = [n for n in plan(missing) if n.id not in done_ids] if missing else []
     log.info("%d of %d keys to measure with %d networks", len(missing), len(targets), len(nets))
     bar = tqdm(total=len(nets), desc=f"profiling {len(missing)} keys", unit="net", disable=not progress)
     over_budget = False
+    last_save = time.monotonic()
     try:
-        for i in range(0, len(nets), group):
-            if time_budget_s is not None and elapsed() >= time_budget_s:
-                over_budget = True
-                break
-            chunk = nets[i:i + group]
-            profile(chunk, use=True)
+        for chunk, models, res in groups([nets[i:i + group] for i in range(0, len(nets), group)], budget=True):
+            store(chunk, models, res, use=True)
             b["elapsed_s"] = round(elapsed(), 2)
             b["networks_done"] = b.get("networks_done", 0) + len(chunk)
-            lut.save(path)
+            if time.monotonic() - last_save >= SAVE_EVERY_S:  # a save costs ~0.3 s on a full table
+                lut.save(path)
+                last_save = time.monotonic()
             bar.update(len(chunk))
     finally:
         bar.close()
+        lut.save(path)  # also on Ctrl-C; a kill -9 loses at most SAVE_EVERY_S of profiling
     held_ids = {n["id"] for n in lut.extra["networks"] if n.get("heldout")}
     todo_held = [n for n in heldout if n.id not in held_ids]
     if todo_held:  # cheap (a few networks), and the only unbiased score of sum_to_e2e
-        for i in range(0, len(todo_held), group):
-            profile(todo_held[i:i + group], use=False)
+        for chunk, models, res in groups([todo_held[i:i + group] for i in range(0, len(todo_held), group)],
+                                         budget=False):
+            store(chunk, models, res, use=False)
+            lut.save(path)  # a build stopped here keeps them too
         held_ids |= {n.id for n in todo_held}
 
     # fill what was not measured (or drop stale predictions), with the regressor's error figures

@@ -12,8 +12,8 @@ networks, pass them (plus a reference network) to one ``measure_many`` call: the
 in alternating chunks, so a slow minute slows all of them alike.
 
 A meter is anything with ``info() -> dict`` (host description for provenance) and
-``measure_many(models: list[bytes], nodes: bool, protocol: dict | None) -> list[dict]`` (the
-worker's reply bodies). :class:`LocalMeter` calls the worker in-process; the remote transport
+``measure_many(models: list[bytes], nodes: bool | list[bool], protocol: dict | None) -> list[dict]``
+(the worker's reply bodies; ``nodes`` may be one flag per model). :class:`LocalMeter` calls the worker in-process; the remote transport
 (``latency/remote.py``) serves the same two methods over SSH when the profile or ``--host`` names
 a host.
 """
@@ -105,7 +105,7 @@ class LocalMeter:
     def info(self) -> dict:
         return worker.host_info()
 
-    def measure_many(self, models: list[bytes], nodes: bool = False, protocol: dict | None = None) -> list[dict]:
+    def measure_many(self, models: list[bytes], nodes: bool | list[bool] = False, protocol: dict | None = None) -> list[dict]:
         proto = {**self.device.protocol, **(protocol or {})}
         return worker.measure_models(models, self.device.backend, self.device.options(), proto, nodes)
 
@@ -123,7 +123,7 @@ def get_meter(device: Device | str, host: str | None = None):
     return LocalMeter(dev)
 
 
-def measure_many(device: Device | str, models, nodes: bool = False, protocol: dict | None = None,
+def measure_many(device: Device | str, models, nodes: bool | list[bool] = False, protocol: dict | None = None,
                  meter=None) -> list[Measurement]:
     """Measure several models interleaved (see the module docstring)."""
     meter = meter or get_meter(device)

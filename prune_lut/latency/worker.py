@@ -25,7 +25,7 @@ JSON-lines protocol (one object per line, on stdin; one reply per line on stdout
                              "providers", "torch", "cuda", "gpu", "tensorrt", "worker"}}
   {"op": "measure", "id": ID, "model_b64": BASE64_ONNX, "backend": "onnxruntime"|"torch"|"tensorrt",
    "options": {"provider", "threads", "precision", "device", "cuda_graphs", ...},
-   "protocol": {...}, "nodes": false}
+   "protocol": {...}, "nodes": false}             # nodes: a flag, or one flag per model (measure_many)
     -> {"id": ID, "median_ms", "spread_ms", "reps", "nodes": {name: ms} | null,
         "node_spreads": {name: IQR ms}, "node_reps", "node_total_ms", "profiled_median_ms"}
   {"op": "measure_many", "id": ID, "models_b64": [...], ...same fields...}
@@ -405,12 +405,12 @@ def time_runners(runners: list, protocol: dict | None = None) -> list[list[float
 
 
 def measure_models(models: list[bytes], backend: str = "onnxruntime", options: dict | None = None,
-                   protocol: dict | None = None, nodes: bool = False) -> list[dict]:
+                   protocol: dict | None = None, nodes: bool | list[bool] = False) -> list[dict]:
     """Measure several ONNX models with one protocol, interleaved (drift affects all alike).
 
     Returns one dict per model: ``median_ms``, ``spread_ms`` (IQR), ``reps``; with ``nodes`` also
-    ``nodes`` {backend node name: median ms}, ``node_spreads`` {name: IQR ms}, ``node_reps``, ``node_total_ms`` (median over runs
-    of the per-run sum of node times) and ``profiled_median_ms`` (end to end with profiling on).
+    ``nodes`` {backend node name: median ms}, ``node_spreads`` {name: IQR ms}, ``node_reps``,
+    ``node_total_ms`` (median over runs of the per-run sum of node times) and ``profiled_median_ms`` (end to end with profiling on).
     """
     p = protocol_with_defaults(protocol)
     runners = [make_runner(m, backend, options) for m in models]
@@ -420,8 +420,11 @@ def measure_models(models: list[bytes], backend: str = "onnxruntime", options: d
     for t in times:
         med, spread = stats(t)
         out.append({"median_ms": med, "spread_ms": spread, "reps": len(t), "nodes": None})
-    if nodes:
-        for m, t, res in zip(models, times, out):
+    flags = list(nodes) if isinstance(nodes, (list, tuple)) else [bool(nodes)] * len(models)
+    if len(flags) != len(models):
+        raise ValueError(f"nodes has {len(flags)} flags for {len(models)} models")
+    for m, t, res, flag in zip(models, times, out, flags):
+        if flag:
             reps = int(p["node_reps"] or max(len(t), p["min_reps"]))
             prof = make_runner(m, backend, options, profile=True)
             for _ in range(int(p["warmup"])):
@@ -457,7 +460,7 @@ def handle(req: dict) -> dict:
         if op == "bye":
             return {"id": rid, "ok": True}
         args = dict(backend=req.get("backend", "onnxruntime"), options=req.get("options") or {},
-                    protocol=req.get("protocol") or {}, nodes=bool(req.get("nodes")))
+                    protocol=req.get("protocol") or {}, nodes=req.get("nodes") if isinstance(req.get("nodes"), list) else bool(req.get("nodes")))
         if op == "measure":
             return {"id": rid, **measure_model(base64.b64decode(req["model_b64"]), **args)}
         if op == "measure_many":
