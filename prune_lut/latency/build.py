@@ -54,6 +54,22 @@ class Network:
     onnx: Callable[[], bytes]
 
 
+def prefetched(nets: list[Network], ahead: int = 8) -> list[Network]:
+    """The same networks, exported ``ahead`` of use in one background thread (export overlaps measuring)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="onnx-export")
+    futures: dict[int, object] = {}
+
+    def get(i: int) -> bytes:
+        for j in range(i, min(i + ahead + 1, len(nets))):
+            if j not in futures:
+                futures[j] = pool.submit(nets[j].onnx)
+        return futures.pop(i).result()
+
+    return [Network(n.id, n.keys, (lambda i=i: get(i))) for i, n in enumerate(nets)]
+
+
 # ---- attribution -------------------------------------------------------------------------------
 def _node_maps(model: bytes) -> tuple[dict[str, int], dict[str, int], dict[int, str]]:
     """(node name -> position, output tensor -> position, position -> key) of a key-named ONNX model."""
@@ -212,7 +228,7 @@ def build_table(lut: LUT, path: str | Path, meter, plan: Callable[[list[str]], I
                 "t": round(elapsed(), 2), "heldout": not use, **({"board": r["board"]} if r.get("board") else {})})
 
     missing = [k for k in targets if k not in lut.measured_keys()]
-    nets = [n for n in plan(missing) if n.id not in done_ids] if missing else []
+    nets = prefetched([n for n in plan(missing) if n.id not in done_ids] if missing else [])
     log.info("%d of %d keys to measure with %d networks", len(missing), len(targets), len(nets))
     bar = tqdm(total=len(nets), desc=f"profiling {len(missing)} keys", unit="net", disable=not progress)
     over_budget = False

@@ -167,10 +167,18 @@ def build_space_table(space: ChannelSpace, device: Device, out: str | os.PathLik
     def plan(missing: list[str]) -> list[Network]:
         return [space_network(space, a, device.batch) for a in covering_archs(space, missing, seed)]
 
-    return build_table(lut, out, meter, plan, targets, space_network(space, space.full(), device.batch),
-                       heldout=held, group=group,
-                       time_budget_s=None if time_budget_min is None else 60 * time_budget_min,
-                       seed=seed, progress=progress)
+    import torch
+
+    threads = torch.get_num_threads()
+    if device.backend != "torch":  # exports run beside the measurements: keep them on one core
+        torch.set_num_threads(1)
+    try:
+        return build_table(lut, out, meter, plan, targets, space_network(space, space.full(), device.batch),
+                           heldout=held, group=group,
+                           time_budget_s=None if time_budget_min is None else 60 * time_budget_min,
+                           seed=seed, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _version() -> str:
