@@ -132,7 +132,7 @@ def test_validate_json_and_refusals(built, tmp_path):
     assert r.exit_code == 0
     out = json.loads(r.stdout)
     assert out["report"]["fit"]["model"] == built["record"]["calibration"]["model"]
-    assert set(out["report"]["fit"]["heldout_candidates"]) == {"none", "scale", "linear", "per_op", "regressor"}
+    assert set(out["report"]["fit"]["heldout_candidates"]) == {"none", "scale", "linear", "sum_macs", "per_op", "regressor"}
     r = run(main, ["validate"])
     assert r.exit_code == 2 and "give --lut FILE" in r.stderr
     r = run(main, ["validate", "--lut", str(built["raw"]), "--samples", "8", "--fit"])

@@ -10,6 +10,7 @@ Every candidate is linear in named features (so it is stored as plain JSON numbe
 - ``none``      ms = sum                                  (the raw table sum, the baseline)
 - ``scale``     ms = a * sum
 - ``linear``    ms = a * sum + b                          (b: per-network overhead)
+- ``sum_macs``  ms = a * sum + c * GMACs + b               (compute the table's in-context entries mis-weight)
 - ``per_op``    ms = sum_g c_g * sum_g + b                 (one factor per op group; ridge towards ``linear``)
 - ``regressor`` ``per_op`` plus GMACs and pairwise products of the group sums (ridge towards ``per_op``)
 
@@ -31,7 +32,7 @@ from .report import error_figures
 
 log = logging.getLogger(__name__)
 
-CANDIDATES = ("none", "scale", "linear", "per_op", "regressor")  # simplest first
+CANDIDATES = ("none", "scale", "linear", "sum_macs", "per_op", "regressor")  # simplest first
 TOLERANCE_PCT = 0.25
 ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 INTERVAL = (0.05, 0.95)  # the quantiles of relative residuals a prediction interval spans
@@ -120,6 +121,9 @@ def _fit_model(name: str, feats: list[dict[str, float]], y: np.ndarray, seed: in
     lin = _ridge_rel(np.c_[s, np.ones_like(s)], y, np.zeros(2), 0.0)
     if name == "linear":
         return Calibration("linear", {"sum": float(lin[0]), "1": float(lin[1])})
+    if name == "sum_macs":
+        b = _ridge_rel(_design(feats, ["sum", "gmacs", "1"]), y, np.zeros(3), 0.0)
+        return Calibration("sum_macs", dict(zip(("sum", "gmacs", "1"), map(float, b))))
     groups = _groups(feats)
     if name == "per_op":
         names = groups + ["1"]
