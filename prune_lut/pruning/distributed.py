@@ -1,0 +1,80 @@
+"""Multi-process data parallelism under torchrun: process group set-up and the collectives training needs.
+
+torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; without them everything here is a no-op for one
+process. Backend: NCCL with one GPU per process, gloo on CPU.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+_BN_GROUP = None
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def all_equal(self, value: str) -> list[str]:
+        """Every rank's ``value`` (a short string), gathered on every rank."""
+        if not self.enabled:
+            return [value]
+        out: list = [None] * self.world
+        dist.all_gather_object(out, value)
+        return out
+
+    def mean(self, t: torch.Tensor) -> torch.Tensor:
+        """The all-rank mean of ``t`` (no gradient)."""
+        if not self.enabled:
+            return t
+        t = t.detach().clone()
+        dist.all_reduce(t)
+        return t / self.world
+
+
+def setup(device: str = "auto") -> Dist:
+    """Join the torchrun process group if there is one, and pick this process's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    dev = torch.device(f"cuda:{local}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+        global _BN_GROUP
+        _BN_GROUP = dist.new_group()  # BatchNorm statistics travel apart from DDP's gradient buckets
+        log.info("process %d of %d on %s (%s)", rank, world, dev, dist.get_backend())
+    return Dist(rank, world, dev)
+
+
+def sync_batch_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-channel (sum, sum of squares, count) of ``x`` (N, C, H, W) summed over every process,
+    differentiably: BatchNorm over the global batch, so N processes compute what one would."""
+    import torch.distributed.nn.functional as dfn
+
+    c = x.shape[1]
+    local = torch.cat([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)),
+                       x.new_full((1,), x.numel() / c)])
+    total = dfn.all_reduce(local, group=_BN_GROUP if _BN_GROUP is not None else dist.group.WORLD)
+    return total[:c], total[c:2 * c], total[2 * c]
