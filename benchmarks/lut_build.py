@@ -50,7 +50,7 @@ def main() -> int:
         f = out / f"build{i + 1}-{int(time.time())}.json.gz"
         t = time.monotonic()
         subprocess.run([sys.executable, "-m", "prune_lut.cli", "build", "--device", args.device, "--family",
-                        "mobilenet_v2", "--out", str(f), "--seed", str(args.seed)], check=True)
+                        "mobilenet_v2", "--out", str(f), "--seed", str(args.seed)], check=True, stdout=sys.stderr)
         walls[str(f)] = time.monotonic() - t
         files.append(f)
     luts = {str(f): LUT.load(f) for f in files}

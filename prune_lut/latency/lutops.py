@@ -51,10 +51,10 @@ def merge(luts: list[LUT], names: list[str] | None = None) -> LUT:
             if have is None or have["source"] == "predicted":
                 out.entries[k] = copy.deepcopy(e)
                 continue
-            for f in ("obs", "scales", "spreads"):
+            for f in ("obs", "refs", "spreads"):
                 have[f] = (have[f] + e[f])[:MAX_OBS]
-            have["median_ms"] = float(np.median(np.multiply(have["obs"], have["scales"])))
-            have["spread_ms"] = float(np.median(np.multiply(have["spreads"], have["scales"])))
+            have["median_ms"] = float(np.median(have["obs"]))
+            have["spread_ms"] = float(np.median(have["spreads"]))
             have["reps"] += e["reps"]
         out.extra["networks"] += lut.extra.get("networks", [])
     held = {n["id"] for n in out.extra["networks"] if n.get("heldout")}
