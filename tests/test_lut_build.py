@@ -118,14 +118,18 @@ def test_resume_after_sigkill_keeps_every_entry(tmp_path):
     sp = get_space("mobilenet_v2", grid=(0.25, 0.5, 0.75, 1.0), **QUICK)
     after = build_space_table(sp, DEV, out, resume=True, heldout=0, group=1, progress=False)
     assert set(after.entries) == set(all_specs(sp)) and after.extra["build"]["complete"]
-    for k, e in before.entries.items():  # every stored observation kept, first value unchanged
-        assert after.entries[k]["obs"][: len(e["obs"])] == e["obs"]
+    for k, e in before.entries.items():  # every stored entry kept; an observation only gives way
+        a = after.entries[k]                # to one taken while the machine was quieter
+        assert a["source"] == "measured" and len(a["obs"]) >= len(e["obs"])
+        for o, r in zip(e["obs"], e["refs"]):
+            assert o in a["obs"] or max(a["refs"]) <= r
     ids = [n["id"] for n in after.extra["networks"]]
     assert len(ids) == len(set(ids)), "a network was profiled twice"
     # the resumed run only profiled networks for keys that were still missing
     stored = before.measured_keys()
     for n in after.extra["networks"][n_before:]:
-        assert set(n["keys"]) - stored
+        if n["pass"] == "profiling":  # (re-profiling passes revisit keys measured on a busy machine)
+            assert set(n["keys"]) - stored
 
 
 def test_shards_merge_to_the_single_build_key_set(tmp_path):
