@@ -224,10 +224,13 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
 
 def load_data(spec: str, resolution: int | None = None, val_per_class: int | None = None, seed: int = 0,
-              split: dict | None = None) -> DataSplits:
+              split: dict | None = None, train_per_class: int | None = None,
+              test_per_class: int | None = None) -> DataSplits:
     """Load ``spec`` (see the module doc), resized to ``resolution`` (default: the images' own size).
 
     ``split`` (from a checkpoint) reuses saved sub-train/sub-val indices instead of drawing new ones.
+    ``train_per_class`` keeps a random class-balanced subset of sub-train (CPU-sized experiments;
+    recorded in the split), ``test_per_class`` likewise of the test set (fixed, seed-independent).
     Images are normalized to zero mean and unit variance per channel over the whole training set.
     """
     kind, path = parse_spec(spec)
@@ -244,6 +247,10 @@ def load_data(spec: str, resolution: int | None = None, val_per_class: int | Non
     y = train.y
     if split is None:
         split = make_split(y, val_per_class or DEFAULT_VAL_PER_CLASS[kind], seed)
+        if train_per_class:
+            tr = torch.tensor(split["train"])
+            keep = _per_class_take(y[tr], lambda n: min(n, train_per_class), torch.Generator().manual_seed(seed + 1))
+            split = {**split, "train": tr[keep].tolist(), "train_per_class": train_per_class}
     else:
         n = len(y)
         idx = list(split.get("train", [])) + list(split.get("val", []))
@@ -252,6 +259,9 @@ def load_data(spec: str, resolution: int | None = None, val_per_class: int | Non
                             "was the checkpoint trained on another data set?")
         split = {**split, "train": list(split["train"]), "val": list(split["val"])}
     tr_idx, va_idx = torch.tensor(split["train"]), torch.tensor(split["val"])
+    if test_per_class:
+        keep = _per_class_take(test.y, lambda n: min(n, test_per_class), torch.Generator().manual_seed(54321))
+        test = TensorImages(test.x[keep], test.y[keep]) if isinstance(test, TensorImages) else Subset(test, keep.tolist())
 
     if isinstance(train, TensorImages):
         res = resolution or train.x.shape[-1]
@@ -276,6 +286,16 @@ def load_data(spec: str, resolution: int | None = None, val_per_class: int | Non
 
 
 # ---- batches -----------------------------------------------------------------------------
+def with_val_in_train(data: DataSplits) -> DataSplits:
+    """``data`` with the sub-validation images moved into training (final retraining uses them all)."""
+    if isinstance(data.train, TensorImages) and isinstance(data.val, TensorImages):
+        train = TensorImages(torch.cat([data.train.x, data.val.x]), torch.cat([data.train.y, data.val.y]))
+    else:
+        train = torch.utils.data.ConcatDataset([data.train, data.val])
+    return DataSplits(data.spec, train, data.val, data.test, data.num_classes, data.in_channels, data.resolution,
+                      data.split)
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The shuffled order of ``n`` items in ``epoch``: a function of (seed, epoch) only, so resume replays it."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from .bn import recalibrate_bn
-from .data import DataSplits, batches, cycle_batches, epoch_order, load_data, num_batches
+from .data import DataSplits, batches, cycle_batches, epoch_order, load_data, num_batches, with_val_in_train
 from .distributed import Dist, setup
 from .net import PrunedNet, build_net
 from .pruningnet import PruningNet
@@ -44,7 +44,7 @@ from .space import ChannelSpace
 log = logging.getLogger(__name__)
 
 FORMAT, VERSION = "prune-lut-checkpoint", 1
-DEFAULTS = {"epochs": 10, "batch_size": 128, "lr": 0.1, "seed": 0, "weight_decay": 5e-4, "hidden": 32,
+DEFAULTS = {"epochs": 10, "batch_size": 128, "lr": 0.05, "seed": 0, "weight_decay": 5e-4, "hidden": 32,
             "momentum": 0.9, "label_smoothing": 0.1}
 RECAL_BATCHES = 20  # BatchNorm recalibration batches before each epoch's validation of a generated network
 
@@ -444,9 +444,13 @@ def plain_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def train_plain(space: ChannelSpace, arch: dict[str, int], data: DataSplits, epochs: int | None = None,
                 batch_size: int | None = None, lr: float | None = None, seed: int | None = None,
                 out: str | os.PathLike = "retrain.pt", resume: bool = False, weight_decay: float | None = None,
-                init: str | os.PathLike | None = None, progress: bool = True, device: str = "auto") -> TrainResult:
-    """Train the plain network of ``arch`` (fresh, or ``init`` = a PruningNet checkpoint's generated weights)
-    on the sub-train split, validate each epoch, and report test accuracy at the end."""
+                init: str | os.PathLike | None = None, progress: bool = True, device: str = "auto",
+                holdout: bool = False) -> TrainResult:
+    """Train the plain network of ``arch`` from scratch (or from ``init``, a PruningNet checkpoint's
+    generated weights) and report its test accuracy at the end.
+
+    As the paper retrains the winner, it learns on the whole training set (sub-train plus sub-val);
+    ``holdout`` keeps the sub-validation split out and scores it after every epoch."""
     check_space_data(space, data)
     arch = space.validate(arch)
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "weight_decay": weight_decay}
@@ -459,11 +463,37 @@ def train_plain(space: ChannelSpace, arch: dict[str, int], data: DataSplits, epo
         return runner(x), "plain"
 
     def validate(m: nn.Module) -> dict:
-        return {"val_acc": evaluate(m, data.val)}
+        return {"val_acc": evaluate(m, data.val)} if holdout else {}
 
-    res = _fit("plain", model, space, data, out, resume, given,
-               {"arch": dict(arch), "init": str(init) if init else None}, forward, validate, progress, device,
+    res = _fit("plain", model, space, data if holdout else with_val_in_train(data), out, resume, given,
+               {"arch": dict(arch), "init": str(init) if init else None, "holdout": holdout}, forward, validate,
+               progress, device,
                arch=arch, build_groups=lambda m, cfg: plain_param_groups(m, cfg["weight_decay"]))
     res.test_acc = evaluate(model, data.test)
     res.header["test_acc"] = res.test_acc
     return res
+
+
+# ---- helpers for the command line --------------------------------------------------------
+def parse_range(text: str | None, option: str, scale: float = 1.0) -> tuple[float, float] | None:
+    """``"LO:HI"`` -> (LO*scale, HI*scale), or UserError naming the option."""
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) * scale for v in text.split(":"))
+    except ValueError:
+        raise UserError(f"{option} expects LO:HI (two numbers), got {text!r}") from None
+    if not 0 <= lo <= hi:
+        raise UserError(f"{option} {text}: need 0 <= LO <= HI")
+    return lo, hi
+
+
+def space_for_data(family: str, data: DataSplits, small_input: bool | None = None, multiple: int = 1) -> ChannelSpace:
+    """The family's space shaped by the data: its resolution, channels and classes; the small-input
+    stem (total stride 8) below 64 pixels unless told otherwise."""
+    from .space import get_space
+
+    if small_input is None:
+        small_input = data.resolution < 64
+    return get_space(family, resolution=data.resolution, num_classes=data.num_classes, in_channels=data.in_channels,
+                     small_input=small_input, multiple=multiple)
