@@ -204,8 +204,11 @@ def predict(lut_path, arch_files, as_json):
 @click.option("--record", "record_path", type=click.Path(),
               help="Where to write the samples (default: <LUT>.validation.json beside the LUT).")
 @click.option("--from-record", type=click.Path(), help="Recompute the report from a record; measure nothing.")
+@click.option("--drift", type=click.Choice(["global", "local", "none"]), default="global", show_default=True,
+              help="Scale measurements by the LUT's reference over the run's median reference (global), "
+                   "over the neighbouring calls' (local), or not at all.")
 def validate(lut_path, samples, seed, fit, fit_share, repeat_share, plot_path, as_json, max_error, host, record_path,
-             from_record):
+             from_record, drift):
     """Measure sampled archs end to end on the LUT's device and report the table's error."""
     from .latency.report import format_figures, plot
     from .latency.validate import exceeds, headline_predictions
@@ -216,7 +219,7 @@ def validate(lut_path, samples, seed, fit, fit_share, repeat_share, plot_path, a
     if from_record:
         rec = load_record(from_record)
     else:
-        rec = validate_lut(lut_path, samples, seed, fit, host, fit_share, repeat_share, record_path,
+        rec = validate_lut(lut_path, samples, seed, fit, host, fit_share, repeat_share, record_path, drift,
                            progress=not as_json)
     rep = rec["report"]
     for w in rec.get("warnings", []):

@@ -44,7 +44,7 @@ def default_record_path(lut_path: str | Path) -> Path:
 
 def validate_lut(lut_path: str | Path, samples: int = 50, seed: int = 0, fit: bool = False, host: str | None = None,
                  fit_share: float = 0.5, repeat_share: float = 0.2, record_path: str | Path | None = None,
-                 progress: bool = True) -> dict:
+                 drift: str = "global", progress: bool = True) -> dict:
     """Validate the table at ``lut_path`` on its device; with ``fit`` store the calibration in it.
 
     Returns the record (also written to ``record_path``, default beside the LUT).
@@ -63,7 +63,7 @@ def validate_lut(lut_path: str | Path, samples: int = 50, seed: int = 0, fit: bo
     nets = validation_nets(space, sampled)
     reference = onnx_bytes(space, reference_arch(space, lut.reference))
     record = V.validate(lut, nets, reference, V.meter_for(lut, host), fit=fit, fit_share=fit_share,
-                        repeat_share=repeat_share, seed=seed, progress=progress)
+                        repeat_share=repeat_share, seed=seed, drift=drift, progress=progress)
     record["lut"] = str(lut_path)
     if fit:
         LUT.save(V.apply_calibration(lut, record), lut_path)
