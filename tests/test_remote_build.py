@@ -1,0 +1,129 @@
+"""Building lookup tables on a "board" behind a real OpenSSH server on 127.0.0.1 (tests/sshd.py).
+
+The board is this machine reached over loopback ssh: the same CPU, so a remote table must equal
+a local one (same keys, medians within noise), and everything received before a failure must
+survive it and be kept by ``--resume``.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import sshd as sshd_mod
+from prune_lut.devices import get_device
+from prune_lut.latency import remote
+from prune_lut.latency.lutfile import LUT
+
+SKIP = sshd_mod.skip_reason()
+pytestmark = pytest.mark.skipif(SKIP is not None, reason=SKIP or "")
+
+GRID_2 = (0.5, 1.0)          # mobilenet_v2, small input: 112 keys, 4 covering networks
+GRID_3 = (0.3, 0.6, 1.0)     # 215 keys, 9 covering networks
+
+
+def small_space(grid):
+    from prune_lut.pruning.space import get_space
+
+    return get_space("mobilenet_v2", resolution=8, num_classes=10, in_channels=1, small_input=True, multiple=8,
+                     grid=grid)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = sshd_mod.SSHServer(tmp_path_factory.mktemp("sshd")).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def boards(server):
+    def make(*hosts):
+        return remote.Boards(hosts, remote.SSHOptions(config=str(server.ssh_config), connect_timeout=10))
+    return make
+
+
+def build(space, out, meter, **kw):
+    from prune_lut.pruning.coverage import build_space_table
+
+    kw = {"heldout": 2, "group": 1, "progress": False, **kw}
+    return build_space_table(space, get_device("cpu"), out, meter=meter, **kw)
+
+
+def test_remote_build_equals_local_build(tmp_path, boards):
+    from prune_lut.latency.measure import LocalMeter
+
+    sp = small_space(GRID_2)
+    with remote.RemoteMeter(get_device("cpu"), boards("board")) as m:
+        rem = build(sp, tmp_path / "remote.json.gz", m)
+    loc = build(sp, tmp_path / "local.json.gz", LocalMeter(get_device("cpu")))
+    assert set(rem.entries) == set(loc.entries) and rem.measured_keys() == loc.measured_keys()
+    assert rem.extra["build"]["complete"]
+    # the board's own description is the provenance, and every network says which board ran it
+    assert rem.provenance["ssh_host"] == "board" and rem.provenance["onnxruntime"]
+    assert {n.get("board") for n in rem.extra["networks"]} == {"board"}
+    # same CPU behind loopback: whole networks within noise, per-key medians centred on 1
+    e2e = {n["id"]: n["e2e_ms"] for n in loc.extra["networks"]}
+    net_ratio = [n["e2e_ms"] / e2e[n["id"]] for n in rem.extra["networks"] if n["id"] in e2e]
+    assert len(net_ratio) >= 4 and 0.7 < np.median(net_ratio) < 1.4, net_ratio
+    keys = [k for k in loc.measured_keys() if loc.entries[k]["median_ms"] > 0.005]
+    ratio = np.array([rem.entries[k]["median_ms"] / loc.entries[k]["median_ms"] for k in keys])
+    assert 0.7 < np.median(ratio) < 1.4 and np.mean((ratio > 0.5) & (ratio < 2.0)) > 0.8, np.percentile(ratio, [10, 50, 90])
+    # the stored file says the same
+    assert LUT.load(tmp_path / "remote.json.gz").entries == rem.entries
+
+
+def test_connection_dropped_mid_build_then_resumed_loses_nothing(tmp_path, server, boards):
+    sp = small_space(GRID_3)
+    out = tmp_path / "t.json.gz"
+    seen = {}
+
+    class DropAfterFirst(remote.RemoteMeter):
+        """The real meter; once the first group's results are in, the board's sshd is killed."""
+
+        def stream(self, *a, **kw):
+            for item in super().stream(*a, **kw):
+                yield item
+                if not seen:
+                    seen["killed"] = server.drop_connections()
+
+    with pytest.raises(remote.RemoteError) as e:
+        build(sp, out, DropAfterFirst(get_device("cpu"), boards("board")))
+    assert seen["killed"] >= 1
+    assert e.value.kind == "dropped" and "\n" not in str(e.value)
+    before = LUT.load(out)
+    assert 0 < len(before.entries) < 215 and not before.extra["build"].get("complete")
+    # every group received before the drop was stored (the one in flight when it dropped was not received)
+    assert before.extra["build"]["networks_done"] >= 1
+    first = {k: e["obs"][0] for k, e in before.entries.items()}
+
+    with remote.RemoteMeter(get_device("cpu"), boards("board")) as m:
+        after = build(sp, out, m, resume=True)
+    from prune_lut.pruning.coverage import all_specs
+
+    assert set(after.entries) == set(all_specs(sp)) and after.extra["build"]["complete"]
+    # nothing received before the drop was lost or measured again
+    assert all(after.entries[k]["obs"][0] == v for k, v in first.items())
+    ids = [n["id"] for n in after.extra["networks"]]
+    assert len(ids) == len(set(ids)), "a network stored before the drop was profiled again"
+
+
+def test_cli_failures_are_one_line_and_exit_2(tmp_path, server):
+    """`prune-lut build --host` through the real CLI: unreachable board, refused key, no runtime."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(sshd_mod.Path(__file__).parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    base = [sys.executable, "-m", "prune_lut.cli", "build", "--device", "cpu", "--family", "mobilenet_v2",
+            "--small-input", "--num-classes", "10", "--in-channels", "1", "--ssh-config", str(server.ssh_config)]
+    for host, words in (("board-down", "cannot reach board-down"), ("board-wrongkey", "refused authentication")):
+        r = subprocess.run(base + ["--host", host, "--out", str(tmp_path / f"{host}.json.gz")], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert lines[-1].startswith("error: ") and words in lines[-1], r.stderr
+        assert not any("Traceback" in l for l in lines)
+        assert not (tmp_path / f"{host}.json.gz").exists()
