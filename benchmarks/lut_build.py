@@ -24,14 +24,35 @@ import numpy as np
 from prune_lut.latency.lutfile import LUT
 
 
-def agreement(a: LUT, b: LUT, tol: float = 0.05) -> dict:
+def agreement(a: LUT, b: LUT, tol: float = 0.05, archs: int = 200, seed: int = 0) -> dict:
+    """Entry-level agreement (all entries; entries of >= 50 us) and network-level agreement (table
+    sums of random archs of the space, which is what predictions use)."""
+    import random
+
+    from prune_lut.pruning import families  # noqa: F401  (registers the families)
+    from prune_lut.pruning.space import ChannelSpace
+
     common = sorted(a.measured_keys() & b.measured_keys())
     x = np.array([a.entries[k]["median_ms"] for k in common])
     y = np.array([b.entries[k]["median_ms"] for k in common])
     nz = (x > 0) | (y > 0)  # fused-away operators are 0 in both
     rel = np.abs(x[nz] - y[nz]) / np.maximum(x[nz], y[nz])
+    big = np.maximum(x[nz], y[nz]) >= 0.05
+    sp = ChannelSpace.from_description(a.space)
+    rng = random.Random(seed)
+    sums = []
+    for _ in range(archs):
+        keys = [s.key for s in sp.layer_specs(sp.random(rng))]
+        sums.append((sum(a.entries[k]["median_ms"] for k in keys), sum(b.entries[k]["median_ms"] for k in keys)))
+    sa, sb = np.array(sums).T
+    nrel = np.abs(sa - sb) / np.maximum(sa, sb)
     return {"common_measured": len(common), "nonzero": int(nz.sum()), "within_5pct": float(np.mean(rel <= tol)),
             "within_10pct": float(np.mean(rel <= 0.10)), "median_rel_diff": float(np.median(rel)),
+            "entries_ge_50us": int(big.sum()), "within_5pct_ge_50us": float(np.mean(rel[big] <= tol)),
+            "time_weighted_within_5pct": float(np.sum(np.maximum(x[nz], y[nz])[rel <= tol]) /
+                                               np.sum(np.maximum(x[nz], y[nz]))),
+            "random_arch_sums_within_5pct": float(np.mean(nrel <= tol)),
+            "random_arch_sums_median_rel_diff": float(np.median(nrel)), "archs": archs,
             "total_ms_ratio": float(x.sum() / y.sum())}
 
 

@@ -13,8 +13,9 @@ Measurement protocol (``protocol`` dict, every field optional, defaults in ``PRO
   runs moved less than ``rel_tol`` since the previous round, or at ``max_reps``, or when the
   call has spent ``max_seconds``. Reported: median, spread (inter-quartile range), reps.
   With ``nodes`` each model also runs in a second, profiled session for ``node_reps`` runs
-  (default: as many as the plain session needed, at least ``min_reps``) and the median duration of
-  every profiled node is reported under its backend name (ORT: the profiler's node name without
+  (default: as many as the plain session needed, at least ``min_reps``) and the inter-quartile
+  mean duration of every profiled node (robust, and finer than the profiler's 1 us ticks) is
+  reported under its backend name (ORT: the profiler's node name without
   ``_kernel_time``; torch: the ONNX node name; TensorRT: the engine's layer name, fused layers
   joined with `` + ``). End-to-end figures always come from the session without profiling.
 
@@ -60,6 +61,14 @@ def protocol_with_defaults(protocol: dict | None) -> dict:
             raise ValueError(f"unknown protocol field {k!r}; known: {', '.join(PROTOCOL)}")
         p[k] = v
     return p
+
+
+def iqm(values) -> float:
+    """Inter-quartile mean: robust like the median, but finer than the profiler's 1 us ticks
+    (per-node times of 3-50 us repeat ~20% more often within 5% with it than with the median)."""
+    a = np.sort(np.asarray(values, dtype=float))
+    q = len(a) // 4
+    return float(np.mean(a[q: len(a) - q])) if len(a) >= 4 else float(np.mean(a))
 
 
 def stats(times_ms) -> tuple[float, float]:
@@ -409,7 +418,7 @@ def measure_models(models: list[bytes], backend: str = "onnxruntime", options: d
     """Measure several ONNX models with one protocol, interleaved (drift affects all alike).
 
     Returns one dict per model: ``median_ms``, ``spread_ms`` (IQR), ``reps``; with ``nodes`` also
-    ``nodes`` {backend node name: median ms}, ``node_spreads`` {name: IQR ms}, ``node_reps``,
+    ``nodes`` {backend node name: inter-quartile mean ms}, ``node_spreads`` {name: IQR ms}, ``node_reps``,
     ``node_total_ms`` (median over runs of the per-run sum of node times) and ``profiled_median_ms`` (end to end with profiling on).
     """
     p = protocol_with_defaults(protocol)
@@ -432,7 +441,7 @@ def measure_models(models: list[bytes], backend: str = "onnxruntime", options: d
             prof_t = [prof.run() for _ in range(reps)]
             per = prof.node_times(reps)
             del prof
-            res["nodes"] = {k: float(np.median(v)) for k, v in per.items()}
+            res["nodes"] = {k: iqm(v) for k, v in per.items()}
             res["node_spreads"] = {k: stats(v)[1] for k, v in per.items()}
             res["node_reps"] = reps
             res["profiled_median_ms"] = float(np.median(prof_t))
