@@ -140,6 +140,7 @@ def _record(lut: LUT, key: str, ms: float, spread: float, reps: int, ref_ms: flo
     if e is None or e["source"] != "measured":
         lut.add(key, ms, spread, reps, obs=[ms], spreads=[spread], refs=[ref_ms])
         return
+    e.setdefault("refs", [0.0] * len(e["obs"]))  # tables from before refs were kept: count as quiet
     if len(e["obs"]) >= MAX_OBS:
         worst = int(np.argmax(e["refs"]))
         if e["refs"][worst] <= ref_ms:
@@ -155,7 +156,8 @@ def _record(lut: LUT, key: str, ms: float, spread: float, reps: int, ref_ms: flo
 
 def _settle(e: dict, limit: float | None) -> None:
     """An entry's median and spread over its quiet observations (reference <= ``limit``), else all."""
-    keep = [i for i, r in enumerate(e["refs"]) if limit is None or r <= limit] or range(len(e["obs"]))
+    refs = e.get("refs") or [0.0] * len(e["obs"])
+    keep = [i for i, r in enumerate(refs) if limit is None or r <= limit] or range(len(e["obs"]))
     e["median_ms"] = float(np.median([e["obs"][i] for i in keep]))
     e["spread_ms"] = float(np.median([e["spreads"][i] for i in keep]))
 
@@ -248,13 +250,15 @@ def build_table(lut: LUT, path: str | Path, meter, plan: Callable[[list[str]], I
                 exported[i] = [n.onnx() for n in chunk]
                 yield [ref_bytes] + exported[i]
 
+        def flags(models: list[bytes]) -> list[bool]:
+            return [False] + [True] * (len(models) - 1)  # the reference is timed, not profiled
+
         if hasattr(meter, "stream"):
-            for i, res, _board in meter.stream(batches(), nodes=True):
+            for i, res, _board in meter.stream((m, flags(m)) for m in batches()):
                 yield chunks[i], exported.pop(i), res
         else:
             for i, models in enumerate(batches()):
-                flags = [False] + [True] * (len(models) - 1)  # the reference is timed, not profiled
-                yield chunks[i], exported.pop(i), meter.measure_many(models, nodes=flags, protocol=None)
+                yield chunks[i], exported.pop(i), meter.measure_many(models, nodes=flags(models), protocol=None)
 
     def store(nets: list[Network], models: list[bytes], res: list[dict], use: bool, label: str = "heldout") -> None:
         ref = res[0]
@@ -299,7 +303,7 @@ def build_table(lut: LUT, path: str | Path, meter, plan: Callable[[list[str]], I
     for _ in range(RETRY_PASSES):
         limit = quiet_limit(lut, 2 * QUIET_TOL)
         noisy = [k for k in targets if k in lut.measured_keys() and limit is not None
-                 and min(lut.entries[k]["refs"]) > limit]
+                 and min(lut.entries[k].get("refs") or [0.0]) > limit]
         if over_budget or len(noisy) <= RETRY_MIN_SHARE * len(targets):
             break
         run_pass(noisy, "re-profiling (noisy)")

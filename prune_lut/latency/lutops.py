@@ -52,7 +52,7 @@ def merge(luts: list[LUT], names: list[str] | None = None) -> LUT:
                 out.entries[k] = copy.deepcopy(e)
                 continue
             for f in ("obs", "refs", "spreads"):
-                have[f] = (have[f] + e[f])[:MAX_OBS]
+                have[f] = (have.get(f, [0.0] * len(have["obs"])) + e.get(f, [0.0] * len(e["obs"])))[:MAX_OBS]
             have["median_ms"] = float(np.median(have["obs"]))
             have["spread_ms"] = float(np.median(have["spreads"]))
             have["reps"] += e["reps"]
