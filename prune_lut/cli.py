@@ -459,6 +459,7 @@ def lut_merge(paths, out):
               help="Stem for small images (default: small-input below 64 pixels).")
 @click.option("--multiple", type=int, default=1, show_default=True, help="Round every width to a multiple of this.")
 @click.option("--val-per-class", type=int, help="Sub-validation images held out per class (default per data set).")
+@click.option("--train-per-class", type=int, help="Train on a class-balanced subset of this many images per class.")
 @click.option("--epochs", type=int, help="Epochs (default 10).")
 @click.option("--batch-size", type=int, help="Global batch size, shared by all processes (default 128).")
 @click.option("--lr", type=float, help="Peak learning rate of the cosine schedule (default 0.05).")
@@ -473,7 +474,8 @@ def lut_merge(paths, out):
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
-def train(family, data_spec, resolution, small_input, multiple, val_per_class, epochs, batch_size, lr, weight_decay,
+def train(family, data_spec, resolution, small_input, multiple, val_per_class, train_per_class, epochs, batch_size, lr,
+          weight_decay,
           hidden, seed, out, resume, lut_path, latency_range, macs_range, device, no_progress, as_json):
     """Meta-train a PruningNet for FAMILY on --data (one random coding vector per step); resumable.
 
@@ -484,7 +486,7 @@ def train(family, data_spec, resolution, small_input, multiple, val_per_class, e
         raise UserError("give --latency-range or --macs-range, not both")
     lat = tr.parse_range(latency_range, "--latency-range")
     macs = tr.parse_range(macs_range, "--macs-range", 1e6)
-    data = tr.data_for(out, resume, data_spec, resolution, val_per_class, seed)
+    data = tr.data_for(out, resume, data_spec, resolution, val_per_class, seed, train_per_class)
     sp = tr.space_for_data(family, data, small_input, multiple)
     res = tr.train_pruningnet(sp, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, out=out, resume=resume,
                               hidden=hidden, weight_decay=weight_decay, macs_range=macs, latency_range=lat,

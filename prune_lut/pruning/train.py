@@ -262,7 +262,8 @@ def _resolve(out: Path, resume: bool, kind: str, space: ChannelSpace, data: Data
 
 def _fit(kind: str, model: nn.Module, space: ChannelSpace, data: DataSplits, out, resume: bool, given: dict,
          header_extra: dict, forward: Callable, validate: Callable[[nn.Module], dict], progress: bool,
-         device: str, arch: dict | None = None, build_groups: Callable | None = None) -> TrainResult:
+         device: str, arch: dict | None = None, build_groups: Callable | None = None,
+         stop_after: int | None = None) -> TrainResult:
     dist = setup(device)
     out = Path(out)
     cfg, ck = _resolve(out, resume, kind, space, data, given, arch)
@@ -296,7 +297,8 @@ def _fit(kind: str, model: nn.Module, space: ChannelSpace, data: DataSplits, out
               "data_spec": data.spec, "data": data.describe(), "config": cfg, "steps_per_epoch": steps,
               "world": dist.world, "torch": torch.__version__, **header_extra}
     log_path = out.with_name(out.name + ".log")
-    for epoch in range(start, cfg["epochs"]):
+    last = cfg["epochs"] if stop_after is None else min(cfg["epochs"], start + stop_after)
+    for epoch in range(start, last):
         t0 = time.perf_counter()
         model.train()
         order = epoch_order(len(data.train), cfg["seed"], epoch)
@@ -351,13 +353,14 @@ def _fit(kind: str, model: nn.Module, space: ChannelSpace, data: DataSplits, out
         else:
             history.append(rec)
         dist.barrier()
-    header = {**header, "epoch": cfg["epochs"], "history": history}
+    header = {**header, "epoch": last, "history": history}
     return TrainResult(out, header, history)
 
 
 # ---- public entry points -----------------------------------------------------------------
 def data_for(out: str | os.PathLike, resume: bool, spec: str, resolution: int | None = None,
-             val_per_class: int | None = None, seed: int | None = None) -> DataSplits:
+             val_per_class: int | None = None, seed: int | None = None,
+             train_per_class: int | None = None) -> DataSplits:
     """The data for a run writing ``out``: with ``resume`` and an existing checkpoint, its saved split."""
     p = Path(out)
     if resume and p.exists():
@@ -366,7 +369,7 @@ def data_for(out: str | os.PathLike, resume: bool, spec: str, resolution: int | 
             raise UserError(f"{p} was trained on --data {ck.data_spec}, not {spec}; resume with the same data")
         return load_data(spec, resolution=resolution or ck.space.resolution, split=ck.split)
     return load_data(spec, resolution=resolution, val_per_class=val_per_class,
-                     seed=DEFAULTS["seed"] if seed is None else seed)
+                     seed=DEFAULTS["seed"] if seed is None else seed, train_per_class=train_per_class)
 
 
 def check_space_data(space: ChannelSpace, data: DataSplits) -> None:
@@ -382,13 +385,15 @@ def train_pruningnet(space: ChannelSpace, data: DataSplits, epochs: int | None =
                      resume: bool = False, hidden: int | None = None, weight_decay: float | None = None,
                      macs_range: tuple[float, float] | None = None,
                      latency_range: tuple[float, float] | None = None, lut: str | None = None,
-                     progress: bool = True, device: str = "auto", validate_archs: str = "full") -> TrainResult:
+                     progress: bool = True, device: str = "auto", validate_archs: str = "full",
+                     stop_after: int | None = None) -> TrainResult:
     """Meta-train a PruningNet on ``data`` (a random coding vector per step), checkpointing to ``out``.
 
     Options left None take the defaults (:data:`DEFAULTS`), or the checkpoint's values on resume.
     After each epoch the generated full-width network (``validate_archs="full"``; also the smallest
     with ``"full+smallest"``; none with ``"none"``) is scored on the sub-validation split after
-    BatchNorm recalibration.
+    BatchNorm recalibration. ``stop_after`` ends this call after that many epochs (the schedule
+    still spans ``epochs``; ``resume`` continues it).
     """
     check_space_data(space, data)
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "hidden": hidden,
@@ -405,6 +410,7 @@ def train_pruningnet(space: ChannelSpace, data: DataSplits, epochs: int | None =
             macs_range = tuple(prev_sampler["macs_range"]) if prev_sampler.get("macs_range") else None
             latency_range = tuple(prev_sampler["latency_range"]) if prev_sampler.get("latency_range") else None
             lut = prev_sampler.get("lut")
+    torch.manual_seed(cfg_seed)  # the PruningBlocks' initialization
     model = PruningNet(space, hidden=DEFAULTS["hidden"] if hidden is None else hidden)
     sampler = ArchSampler(space, cfg_seed, macs_range, latency_range, lut)
 
@@ -419,7 +425,8 @@ def train_pruningnet(space: ChannelSpace, data: DataSplits, epochs: int | None =
         return {f"val_{n}": arch_accuracy(m, named[n], data, seed=cfg_seed) for n in wanted}
 
     res = _fit("pruningnet", model, space, data, out, resume, given, {"sampler": sampler.describe()}, forward,
-               validate, progress, device, build_groups=lambda m, cfg: m.param_groups(cfg["weight_decay"]))
+               validate, progress, device, build_groups=lambda m, cfg: m.param_groups(cfg["weight_decay"]),
+               stop_after=stop_after)
     return res
 
 
@@ -445,7 +452,7 @@ def train_plain(space: ChannelSpace, arch: dict[str, int], data: DataSplits, epo
                 batch_size: int | None = None, lr: float | None = None, seed: int | None = None,
                 out: str | os.PathLike = "retrain.pt", resume: bool = False, weight_decay: float | None = None,
                 init: str | os.PathLike | None = None, progress: bool = True, device: str = "auto",
-                holdout: bool = False) -> TrainResult:
+                holdout: bool = False, stop_after: int | None = None) -> TrainResult:
     """Train the plain network of ``arch`` from scratch (or from ``init``, a PruningNet checkpoint's
     generated weights) and report its test accuracy at the end.
 
@@ -468,7 +475,7 @@ def train_plain(space: ChannelSpace, arch: dict[str, int], data: DataSplits, epo
     res = _fit("plain", model, space, data if holdout else with_val_in_train(data), out, resume, given,
                {"arch": dict(arch), "init": str(init) if init else None, "holdout": holdout}, forward, validate,
                progress, device,
-               arch=arch, build_groups=lambda m, cfg: plain_param_groups(m, cfg["weight_decay"]))
+               arch=arch, build_groups=lambda m, cfg: plain_param_groups(m, cfg["weight_decay"]), stop_after=stop_after)
     res.test_acc = evaluate(model, data.test)
     res.header["test_acc"] = res.test_acc
     return res

@@ -1,0 +1,84 @@
+"""PruningNet: derived from every family's space, generates exactly the plain network, BN per width."""
+import random
+
+import pytest
+import torch
+
+from prune_lut.pruning.bn import recalibrate_bn
+from prune_lut.pruning.net import build_net
+from prune_lut.pruning.pruningnet import PruningNet, _key
+from prune_lut.pruning.space import Block, get_space
+
+
+def small_space(family, res=16):
+    return get_space(family, resolution=res, num_classes=10, in_channels=1, small_input=True, multiple=8)
+
+
+def test_every_family_generates_its_plain_network(family):
+    sp = small_space(family)
+    pn = PruningNet(sp, hidden=2)
+    assert set(pn.blocks) == {_key(c.name) for c in sp.convs()}
+    for u in sp.units:  # block convs see (input, middle, output) widths; lone convs (input, output)
+        if isinstance(u, Block):
+            assert all(pn.blocks[_key(c.name)].inputs == (u.cin, u.mid, u.cout) for c in u.body)
+    arch = sp.random(random.Random(3))
+    x = torch.randn(3, 1, 16, 16)
+    pn.eval()
+    net = pn.generate(arch)
+    plain = build_net(sp, arch)
+    for name, m in net.convs.items():
+        assert m[0].weight.shape == plain.convs[name][0].weight.shape
+    assert torch.allclose(pn(x, arch), net(x), atol=1e-5)
+    pn.train()
+    net.train()
+    assert torch.allclose(pn(x, arch), net(x), atol=1e-4)  # batch statistics: same computation
+
+
+def test_first_conv_sees_fixed_image_ratio_and_width_choice_picks_bn():
+    sp = small_space("mobilenet_v1")
+    pn = PruningNet(sp, hidden=4)
+    stem = pn.blocks["stem"]
+    a = sp.full()
+    b = dict(a, stem=sp.genes["stem"].choices[0])
+    assert stem.ratios(a) == [1.0, 1.0] and stem.ratios(b)[0] == 1.0 and stem.ratios(b)[1] < 1
+    assert stem.choice[a["stem"]] != stem.choice[b["stem"]]
+    with torch.no_grad():
+        stem.bn_bias[stem.choice[b["stem"]]].fill_(0.5)
+    assert torch.all(pn.generate(b).convs["stem"][1].bias == 0.5)
+    assert torch.all(pn.generate(a).convs["stem"][1].bias == 0.0)
+    # weights differ per arch (generated), not just cropped copies
+    wa = pn.generate(a).convs["stem"][0].weight[: b["stem"]]
+    wb = pn.generate(b).convs["stem"][0].weight
+    assert not torch.allclose(wa, wb)
+
+
+def test_no_dead_kernels_at_init_every_block_gets_gradient():
+    sp = small_space("mobilenet_v2", 8)
+    pn = PruningNet(sp, hidden=2).train()  # hidden=2: all-off ReLUs are likely for some block
+    for seed in range(3):
+        pn.zero_grad()
+        arch = sp.random(random.Random(seed))
+        y = torch.randint(0, 10, (16,))
+        torch.nn.functional.cross_entropy(pn(torch.randn(16, 1, 8, 8), arch), y).backward()
+        dead = [n for n, b in pn.blocks.items() if b.fc2.bias.grad.abs().sum() == 0]
+        assert not dead
+
+
+def test_recalibrate_bn_sets_cumulative_statistics():
+    sp = small_space("mobilenet_v2", 8)
+    net = build_net(sp, sp.uniform(0.5))
+    xs = [torch.randn(8, 1, 8, 8) * 3 + 1 for _ in range(4)]
+    recalibrate_bn(net, iter([(x, None) for x in xs]), num_batches=3)
+    assert not net.training
+    bn = net.convs["stem"][1]
+    conv = net.convs["stem"][0]
+    with torch.no_grad():
+        acts = torch.cat([conv(x) for x in xs[:3]])
+    assert torch.allclose(bn.running_mean, acts.mean(dim=(0, 2, 3)), atol=1e-4)
+    assert bn.momentum == 0.1  # restored
+
+
+@pytest.mark.parametrize("hidden", [1, 8])
+def test_hidden_option_sets_mlp_size(hidden):
+    pn = PruningNet(small_space("mobilenet_v2", 8), hidden=hidden)
+    assert all(b.fc1.out_features == hidden for b in pn.blocks.values())

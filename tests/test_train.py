@@ -1,0 +1,142 @@
+"""Training: exact resume, checkpoint contents, arch sampling, bad input (one line, exit 2, checkpoint kept)."""
+import hashlib
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from prune_lut.cli import main
+from prune_lut.errors import UserError
+from prune_lut.pruning.arch import save_arch
+from prune_lut.pruning.data import load_data
+from prune_lut.pruning.space import get_space
+from prune_lut.pruning.train import ArchSampler, evaluate, load_checkpoint, train_pruningnet
+
+# CLI runs: 40 digits images, 2 steps per epoch, a 2-unit MLP per PruningBlock (small checkpoints)
+TINY = ["--data", "digits", "--train-per-class", "4", "--batch-size", "20", "--hidden", "2", "--multiple", "8",
+        "--no-progress"]
+
+
+def digest(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    data = load_data("digits", train_per_class=6)  # 60 images: 3 steps of 20
+    space = get_space("mobilenet_v2", resolution=8, num_classes=10, in_channels=1, small_input=True, multiple=8,
+                      grid=(0.1, 0.25, 0.5))
+    return space, data
+
+
+@pytest.fixture(scope="module")
+def cli_ckpt(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "pn.pt"
+    r = run("train", "--family", "mobilenet_v2", *TINY, "--epochs", 1, "--out", out)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_resume_continues_exactly(tiny, tmp_path):
+    space, data = tiny
+    opts = dict(epochs=2, batch_size=20, lr=0.05, seed=3, hidden=2, progress=False, validate_archs="none")
+    full = train_pruningnet(space, data, out=tmp_path / "a.pt", **opts)
+    first = train_pruningnet(space, data, out=tmp_path / "b.pt", stop_after=1, **opts)
+    assert first.header["epoch"] == 1 and load_checkpoint(tmp_path / "b.pt").epoch == 1
+    second = train_pruningnet(space, data, out=tmp_path / "b.pt", resume=True, **opts)
+    a, b = load_checkpoint(tmp_path / "a.pt"), load_checkpoint(tmp_path / "b.pt")
+    assert b.epoch == 2 and [h["archs_digest"] for h in a.header["history"]] == [h["archs_digest"] for h in second.history]
+    assert [h["loss"] for h in a.header["history"]] == [h["loss"] for h in b.header["history"]]
+    for k, v in a.state["model"].items():
+        assert torch.equal(v, b.state["model"][k]), k
+    assert a.header["history"][0]["archs_digest"] != a.header["history"][1]["archs_digest"]  # new archs each epoch
+
+
+def test_checkpoint_holds_split_space_and_history(tiny, tmp_path):
+    space, data = tiny
+    train_pruningnet(space, data, out=tmp_path / "c.pt", epochs=1, batch_size=20, hidden=2, progress=False)
+    ck = load_checkpoint(tmp_path / "c.pt")
+    assert ck.space.hash == space.hash and ck.data_spec == "digits" and ck.epoch == 1
+    assert ck.split["val"] == data.split["val"] and ck.split["train"] == data.split["train"]
+    assert torch.equal(ck.load_data().val.x, data.val.x)
+    assert 0 <= ck.header["history"][0]["val_full"] <= 1
+    assert json.loads(open(tmp_path / "c.pt.log").readline())["epoch"] == 1
+    torch.load(tmp_path / "c.pt", weights_only=True)  # tensors and plain containers only
+    with pytest.raises(UserError, match="already exists"):
+        train_pruningnet(space, data, out=tmp_path / "c.pt", epochs=1, batch_size=20, hidden=2, progress=False)
+    with pytest.raises(UserError, match="hidden 2, not 3"):
+        train_pruningnet(space, data, out=tmp_path / "c.pt", epochs=2, batch_size=20, hidden=3, resume=True,
+                         progress=False)
+
+
+def test_arch_sampler_is_a_function_of_seed_and_step_and_honours_macs_range():
+    sp = get_space("mobilenet_v2", resolution=8, num_classes=10, in_channels=1, small_input=True, multiple=8)
+    lo, hi = sp.macs(sp.uniform(0.4)), sp.macs(sp.uniform(0.6))
+    s = ArchSampler(sp, seed=5, macs_range=(lo, hi))
+    archs = [s.sample(i) for i in range(10)]
+    assert all(lo <= sp.macs(a) <= hi for a in archs)
+    assert archs == [ArchSampler(sp, seed=5, macs_range=(lo, hi)).sample(i) for i in range(10)]
+    assert len({sp.vector(a) for a in archs}) == 10
+    with pytest.raises(UserError, match="misses the space"):
+        ArchSampler(sp, seed=0, macs_range=(1, 2))
+
+
+def test_evaluate_counts_top1(tiny):
+    space, data = tiny
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    expected = float((net(data.test.x).argmax(1) == data.test.y).float().mean())
+    assert evaluate(net, data.test, batch_size=7) == pytest.approx(expected)
+
+
+def test_cli_train_then_refuses_another_space(cli_ckpt):
+    before = digest(cli_ckpt)
+    r = run("train", "--family", "mobilenet_v1", *TINY, "--epochs", 2, "--out", cli_ckpt, "--resume")
+    assert r.exit_code == 2 and r.output.count("\n") == 1
+    assert "trained for mobilenet_v2" in r.output and "not for mobilenet_v1" in r.output
+    r = run("train", "--family", "mobilenet_v2", *TINY, "--epochs", 2, "--out", cli_ckpt)
+    assert r.exit_code == 2 and "--resume" in r.output
+    assert digest(cli_ckpt) == before
+
+
+def test_cli_nan_loss_keeps_last_good_checkpoint(cli_ckpt, tmp_path):
+    import shutil
+
+    ck = tmp_path / "nan.pt"
+    shutil.copy(cli_ckpt, ck)
+    before = digest(ck)
+    r = run("train", "--family", "mobilenet_v2", *TINY, "--epochs", 4, "--lr", 1e30, "--out", ck, "--resume")
+    assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
+    assert "loss became" in r.output and "lower --lr" in r.output and "untouched" in r.output
+    assert digest(ck) == before and load_checkpoint(ck).epoch == 1
+
+
+def test_cli_resolution_too_small(tmp_path):
+    r = run("train", "--family", "mobilenet_v2", *TINY, "--standard-input", "--out", tmp_path / "x.pt")
+    assert r.exit_code == 2 and "too small" in r.output and r.output.count("\n") == 1
+    r = run("train", "--family", "resnet18", *TINY, "--resolution", 4, "--out", tmp_path / "x.pt")
+    assert r.exit_code == 2 and "resolution 4 is too small" in r.output
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_cli_retrain_from_scratch_and_from_pruningnet(cli_ckpt, tmp_path):
+    ck = load_checkpoint(cli_ckpt)
+    arch_file = tmp_path / "arch.json"
+    save_arch(arch_file, ck.space, ck.space.uniform(0.25))
+    r = run("retrain", arch_file, "--data", "digits", "--epochs", 1, "--batch-size", 128, "--out", tmp_path / "r.pt",
+            "--no-progress", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert 0.1 < out["test_acc"] <= 1 and out["data"]["test"] == 359
+    r = run("retrain", arch_file, "--data", "digits", "--epochs", 1, "--batch-size", 128, "--out", tmp_path / "i.pt",
+            "--init", f"pruningnet:{cli_ckpt}", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert "test accuracy" in r.output
+    assert load_checkpoint(tmp_path / "i.pt").header["init"] == str(cli_ckpt)
+    r = run("retrain", arch_file, "--data", "digits", "--epochs", 2, "--out", tmp_path / "r.pt", "--resume",
+            "--no-progress", "--batch-size", 64)
+    assert r.exit_code == 2 and "batch-size 128, not 64" in r.output
