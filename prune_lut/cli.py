@@ -257,7 +257,8 @@ def validate(lut_path, samples, seed, fit, fit_share, repeat_share, plot_path, a
         r = rep["reference"]
         if r["lut_ms"]:
             click.echo(f"reference net: {r['lut_ms']:.3f} ms in the table, {r['median_now_ms']:.3f} ms now "
-                       f"({r['min_now_ms']:.3f}-{r['max_now_ms']:.3f}); measurements scaled by the ratio")
+                       f"({r['min_now_ms']:.3f}-{r['max_now_ms']:.3f}); measurements scaled by the ratio; "
+                       f"{r.get('remeasured', 0)} disturbed calls measured again")
         click.echo("worst: " + "; ".join(f"{w['id']} {w['predicted_ms']:.3f} vs {w['measured_ms']:.3f} ms "
                                          f"({w['error_pct']:+.1f}%)" for w in rep["worst"][:3]))
         if plot_path:
