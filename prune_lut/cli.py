@@ -238,7 +238,8 @@ def validate(lut_path, samples, seed, fit, fit_share, repeat_share, plot_path, a
                    f"on {dev}, {rec.get('seconds', 0):.0f} s; record: {rec.get('record_path', from_record)}")
         click.echo(format_figures("table sum", rep["table_sum"]))
         if "lut_prediction" in rep:
-            click.echo(format_figures("table's calibration", rep["lut_prediction"]))
+            src = "the build's sum->e2e fit" if rec.get("lut_calibration_source") == "build" else "its calibration"
+            click.echo(format_figures(f"table + {src}", rep["lut_prediction"]))
         if "fit" in rep:
             f = rep["fit"]
             click.echo(f"calibration candidates, mean |err| on the {f['n_heldout']} held-out archs (fitted on "
