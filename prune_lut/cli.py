@@ -282,13 +282,15 @@ def validate(lut_path, samples, seed, fit, fit_share, repeat_share, plot_path, a
 @click.option("--mutation-prob", type=float, default=0.1, show_default=True)
 @click.option("--recal-batches", type=int, default=4, show_default=True, help="Sub-train batches for BN recalibration.")
 @click.option("--recal-batch-size", type=int, default=128, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="Torch threads per process (small nets: use torchrun processes for more cores).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", default="result.json", show_default=True, type=click.Path(), help="Result JSON.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted search (state beside --out).")
 @click.option("--plot", type=click.Path(), help="PNG of every arch evaluated, Pareto front, budget, baseline.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON.")
 def search(checkpoint, luts, latency_ms, macs_m, population, generations, parents, mutation_prob, recal_batches,
-           recal_batch_size, seed, out, resume, plot, as_json):
+           recal_batch_size, threads, seed, out, resume, plot, as_json):
     """Evolutionary search for the most accurate arch under latency budgets (one per --lut device).
 
     Runs under torchrun too: `torchrun --nproc-per-node 2 -m prune_lut.cli search ...` splits each
@@ -302,7 +304,8 @@ def search(checkpoint, luts, latency_ms, macs_m, population, generations, parent
     cfg.check()
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     res = search_checkpoint(checkpoint, luts, latency_ms, cfg, out, macs_m=macs_m, resume=resume, plot=plot,
-                            recal_batches=recal_batches, recal_batch_size=recal_batch_size, progress=say)
+                            recal_batches=recal_batches, recal_batch_size=recal_batch_size, threads=threads,
+                            progress=say)
     if not res:
         return
     if as_json:

@@ -1,0 +1,218 @@
+"""`prune-lut search` end to end on the quickstart space: a real (tiny) PruningNet checkpoint, the
+shipped `cpu` lookup table, real digits data; small populations so the whole file runs in seconds.
+
+The PruningNet is trained for one step on 256 digits: these tests check the search machinery
+(budgets, determinism, resume, files, processes), not how accurate the archs are.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+import torch
+from click.testing import CliRunner
+
+from prune_lut.cli import main
+from prune_lut.latency.lutfile import LUT
+from prune_lut.latency.predictor import Predictor
+from prune_lut.pruning.data import TensorImages, load_data
+from prune_lut.pruning.evolution import EvolutionConfig
+from prune_lut.pruning.search import RESULT_SCHEMA, load_fitness, search_checkpoint, state_path
+from prune_lut.pruning.space import get_space
+from prune_lut.pruning.train import train_pruningnet
+
+QUICK = dict(population=6, generations=2, parents=3, seed=1)
+
+
+@pytest.fixture(scope="module")
+def space():
+    return get_space("mobilenet_v2", resolution=8, num_classes=10, in_channels=1, small_input=True, multiple=8)
+
+
+@pytest.fixture(scope="module")
+def lut_path(space):
+    path = os.environ.get("DEV_LUT")  # DEV ONLY
+    if path is None:
+        from prune_lut.lut_data import shipped_lut
+        path = shipped_lut("cpu", space)
+    assert path is not None, "the cpu table for the quickstart space must ship with prune-lut"
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(space, tmp_path_factory):
+    """A PruningNet trained for one step of 256 digits (the checkpoint format and split are the real ones)."""
+    data = load_data("digits", resolution=8)
+    keep = data.split["train"][:256]
+    data.train = TensorImages(data.train.x[:256], data.train.y[:256])
+    data.split = {**data.split, "train": keep}
+    out = tmp_path_factory.mktemp("ckpt") / "pn.pt"
+    train_pruningnet(space, data, epochs=1, batch_size=256, out=out, progress=False, validate_archs="none")
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def full_ms(space, lut_path):
+    return Predictor(LUT.load(lut_path)).predict_ms(space.layer_specs(space.full()))
+
+
+def run_cli(*args):
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    return r
+
+
+def search_args(checkpoint, lut_path, budget, out, **kw):
+    opts = {**QUICK, **kw}
+    args = ["search", "--checkpoint", checkpoint, "--lut", lut_path, "--latency-ms", budget, "--out", out]
+    for k, v in opts.items():
+        args += [f"--{k.replace('_', '-')}", v]
+    return args
+
+
+def test_search_cli_result_budgets_baseline_plot(space, checkpoint, lut_path, full_ms, tmp_path):
+    budget = 0.5 * full_ms
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    r = run_cli(*search_args(checkpoint, lut_path, budget, out), "--plot", png)
+    assert r.exit_code == 0, r.output
+    assert r.output.count("gen ") == QUICK["generations"]  # one progress line per generation
+    res = json.loads(out.read_text())
+    assert res["schema"] == RESULT_SCHEMA and res["seed"] == QUICK["seed"]
+    assert res["devices"] == ["cpu"]
+    assert res["budgets"]["latency"][0]["latency_ms"] == pytest.approx(budget)
+    assert res["evaluations"] == len(res["evaluated"]) == QUICK["population"] * QUICK["generations"]
+    pred = Predictor(LUT.load(lut_path))
+    top = res["top"]
+    assert [t["rank"] for t in top] == [1, 2, 3]
+    assert [t["accuracy"] for t in top] == sorted((e["accuracy"] for e in res["evaluated"]), reverse=True)[:3]
+    for t in top + res["pareto"]["cpu"]:
+        arch = space.validate(t["arch"]["genes"])
+        assert t["latency_ms"]["cpu"] == pytest.approx(pred.predict_ms(space.layer_specs(arch)))
+        assert t["latency_ms"]["cpu"] <= budget
+        assert t["macs"] == space.macs(arch)
+    # every point seen is under the budget, and the Pareto front is monotone
+    assert max(e["latency_ms"]["cpu"] for e in res["evaluated"]) <= budget
+    pf = res["pareto"]["cpu"]
+    assert all(a["latency_ms"]["cpu"] <= b["latency_ms"]["cpu"] and a["accuracy"] < b["accuracy"]
+               for a, b in zip(pf, pf[1:]))
+    # the uniform baseline is the widest uniform ratio under the budget
+    base = res["uniform_baseline"]
+    assert base["latency_ms"]["cpu"] <= budget
+    wider = [g for g in space.grid if g > base["ratio"]]
+    assert all(pred.predict_ms(space.layer_specs(space.uniform(g))) > budget
+               for g in wider if space.uniform(g) != space.uniform(base["ratio"]))
+    assert 0 <= base["accuracy"] <= 1 and res["gain_over_uniform"] == pytest.approx(top[0]["accuracy"] - base["accuracy"])
+    # plot: a real PNG matplotlib reads back
+    import matplotlib.image as mpimg
+
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert mpimg.imread(png).shape[0] > 100
+
+
+def test_same_seed_same_result_and_json_output(checkpoint, lut_path, full_ms, tmp_path):
+    a = run_cli(*search_args(checkpoint, lut_path, 0.6 * full_ms, tmp_path / "a.json"), "--json")
+    b = run_cli(*search_args(checkpoint, lut_path, 0.6 * full_ms, tmp_path / "b.json"), "--json")
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    ra, rb = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("elapsed_s", "timing_s", "history")}  # noqa: E731
+    assert strip(ra) == strip(rb)
+    c = run_cli(*search_args(checkpoint, lut_path, 0.6 * full_ms, tmp_path / "c.json", seed=2))
+    rc = json.loads((tmp_path / "c.json").read_text())
+    assert [e["arch"] for e in rc["top"]] != [e["arch"] for e in ra["top"]]
+
+
+def test_resume_equals_uninterrupted(checkpoint, lut_path, full_ms, tmp_path):
+    cfg = EvolutionConfig(population=5, generations=3, parents=2, seed=3)
+    whole = search_checkpoint(checkpoint, [lut_path], [0.5 * full_ms], cfg, tmp_path / "whole.json")
+    out = tmp_path / "part.json"
+    assert search_checkpoint(checkpoint, [lut_path], [0.5 * full_ms], cfg, out, stop_after=1) == {}
+    assert state_path(out).exists() and not out.exists()
+    # a new search into the same place must not silently discard the interrupted one
+    r = run_cli(*search_args(checkpoint, lut_path, 0.5 * full_ms, out, population=5, generations=3, parents=2, seed=3))
+    assert r.exit_code == 2 and "--resume" in r.output
+    # resuming with another budget is refused, with the same one it completes identically
+    r = run_cli(*search_args(checkpoint, lut_path, 0.4 * full_ms, out, population=5, generations=3, parents=2,
+                             seed=3), "--resume")
+    assert r.exit_code == 2 and "budgets" in r.output
+    resumed = search_checkpoint(checkpoint, [lut_path], [0.5 * full_ms], cfg, out, resume=True)
+    assert resumed["top"] == whole["top"] and resumed["evaluated"] == whole["evaluated"]
+    assert resumed["uniform_baseline"] == whole["uniform_baseline"]
+
+
+def test_infeasible_budget_answered_at_once(space, checkpoint, lut_path, tmp_path):
+    smallest = Predictor(LUT.load(lut_path)).predict_ms(space.layer_specs(space.smallest()))
+    r = run_cli(*search_args(checkpoint, lut_path, smallest * 0.5, tmp_path / "x.json"))
+    assert r.exit_code == 2
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and f"{smallest:.4g} ms" in lines[0] and "raise --latency-ms" in lines[0]
+    assert not (tmp_path / "x.json").exists()
+    r = run_cli(*search_args(checkpoint, lut_path, 1e9, tmp_path / "x.json"), "--macs-m", 0.001)
+    assert r.exit_code == 2 and "--macs-m" in r.output
+    r = run_cli("search", "--checkpoint", checkpoint, "--lut", lut_path, "--out", tmp_path / "x.json")
+    assert r.exit_code == 2 and "--latency-ms" in r.output
+
+
+def test_two_devices_and_macs_budget(space, checkpoint, lut_path, full_ms, tmp_path):
+    """Two tables = two devices' budgets at once (here the same table, two limits), plus a MACs cap."""
+    macs_m = 0.5 * space.macs(space.full()) / 1e6
+    out = tmp_path / "r.json"
+    r = run_cli(*search_args(checkpoint, lut_path, 0.7 * full_ms, out), "--lut", lut_path,
+                "--latency-ms", 0.45 * full_ms, "--macs-m", macs_m)
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())
+    assert res["devices"] == ["cpu", "cpu#2"]
+    for e in res["evaluated"] + res["top"] + [res["uniform_baseline"]]:
+        assert e["latency_ms"]["cpu"] <= 0.7 * full_ms and e["latency_ms"]["cpu#2"] <= 0.45 * full_ms
+        assert e["macs"] <= macs_m * 1e6
+
+
+def test_export_result_pruningnet_and_fresh(space, checkpoint, lut_path, full_ms, tmp_path):
+    out = tmp_path / "r.json"
+    assert run_cli(*search_args(checkpoint, lut_path, 0.5 * full_ms, out)).exit_code == 0
+    res = json.loads(out.read_text())
+    onnx_path = tmp_path / "w.onnx"
+    r = run_cli("export", "--result", out, "--rank", 2, "--weights", "pruningnet", "--out", onnx_path,
+                "--arch-out", tmp_path / "w.json")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "w.json").read_text())["genes"] == res["top"][1]["arch"]["genes"]
+    # the ONNX file holds the PruningNet's weights with recalibrated BN: same logits as the scored network
+    fit = load_fitness(checkpoint)
+    net = fit.network(res["top"][1]["arch"]["genes"])
+    x = fit.data.val.x[:16]
+    got = ort.InferenceSession(str(onnx_path)).run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert abs(got - want).max() < 1e-3 * max(1.0, abs(want).max())
+    r = run_cli("export", "--result", out, "--format", "torch", "--out", tmp_path / "w.pt")
+    assert r.exit_code == 0, r.output
+    for bad in (["--rank", 99], ["--weights", "pruningnet", "--checkpoint", tmp_path / "missing.pt"]):
+        r = run_cli("export", "--result", out, "--out", tmp_path / "y.onnx", *bad)
+        assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    r = run_cli("export", "--result", lut_path, "--out", tmp_path / "y.onnx")
+    assert r.exit_code == 2
+
+
+def test_two_processes_equal_one(checkpoint, lut_path, full_ms, tmp_path):
+    """torchrun with 2 CPU processes (gloo) splits the evaluations; the result equals one process's."""
+    budget = 0.5 * full_ms
+    args = search_args(checkpoint, lut_path, budget, tmp_path / "two.json", population=6, generations=2)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "prune_lut.cli", *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env, start_new_session=True)
+    try:
+        _, err = p.communicate(timeout=180)
+    finally:
+        if p.poll() is None:  # never leave the workers behind
+            os.killpg(p.pid, 9)
+            p.wait()
+    assert p.returncode == 0, err[-3000:]
+    cfg = EvolutionConfig(population=6, generations=2, parents=QUICK["parents"], seed=QUICK["seed"])
+    one = search_checkpoint(checkpoint, [lut_path], [budget], cfg, tmp_path / "one.json")  # 1 thread, as each rank
+    two = json.loads((tmp_path / "two.json").read_text())
+    assert two["evaluated"] == one["evaluated"] and two["top"] == one["top"]
+    assert two["uniform_baseline"] == one["uniform_baseline"]
