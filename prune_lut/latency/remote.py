@@ -522,11 +522,15 @@ class RemoteMeter:
         return first
 
     # ---- measuring ------------------------------------------------------------------------------
-    def request(self, models: list[bytes], nodes: bool = False, protocol: dict | None = None) -> dict:
-        """The worker request that measures ``models`` (interleaved) with the device's profile."""
+    def request(self, models: list[bytes], nodes: bool | list[bool] = False, protocol: dict | None = None) -> dict:
+        """The worker request that measures ``models`` (interleaved) with the device's profile;
+        ``nodes``: profile per node, a flag for all or one flag per model."""
+        flags = [bool(x) for x in nodes] if isinstance(nodes, (list, tuple)) else bool(nodes)
+        if isinstance(flags, list) and len(flags) != len(models):
+            raise ValueError(f"nodes has {len(flags)} flags for {len(models)} models")
         return {"op": "measure_many", "models_b64": [encode_model(m) for m in models],
                 "backend": self.device.backend, "options": self.device.options(),
-                "protocol": {**(self.device.protocol or {}), **(protocol or {})}, "nodes": bool(nodes)}
+                "protocol": {**(self.device.protocol or {}), **(protocol or {})}, "nodes": flags}
 
     def _results(self, host: str, reply: dict, n: int) -> list[dict]:
         if "error" in reply:
@@ -538,7 +542,8 @@ class RemoteMeter:
             r["board"] = host
         return res
 
-    def measure_many(self, models: list[bytes], nodes: bool = False, protocol: dict | None = None) -> list[dict]:
+    def measure_many(self, models: list[bytes], nodes: bool | list[bool] = False,
+                     protocol: dict | None = None) -> list[dict]:
         """Measure ``models`` interleaved on one board (the first that answers)."""
         req = self.request(models, nodes, protocol)
         last = None
@@ -554,10 +559,13 @@ class RemoteMeter:
                     log.warning("%s", e)
         raise last or RemoteError(str(self.boards), "dropped", f"every board failed: {self.failed}")
 
-    def stream(self, batches: Iterable[list[bytes]], nodes: bool = False, protocol: dict | None = None,
+    def stream(self, batches: Iterable, nodes: bool | list[bool] = False, protocol: dict | None = None,
                on_hello=None) -> Iterator[tuple[int, list[dict], str]]:
         """Measure each batch of models (interleaved within the batch) on whichever board is free;
         yield ``(batch index, results, host)`` as each batch comes back (not necessarily in order).
+
+        A batch is a list of ONNX models, or ``(models, nodes)`` to give that batch its own
+        per-model profiling flags (else ``nodes`` applies).
 
         Batches are pulled lazily (exporting the next models overlaps measuring) and up to
         ``ssh.window`` of them wait on each board. A board that fails hands its unanswered batches
@@ -576,10 +584,11 @@ class RemoteMeter:
                 if retry:
                     return retry.popleft()
                 try:
-                    i, models = next(source)
+                    i, batch = next(source)
                 except StopIteration:
                     return None
-                return i, len(models), self.request(models, nodes, protocol)
+                models, flags = batch if isinstance(batch, tuple) else (batch, nodes)
+                return i, len(models), self.request(models, flags, protocol)
 
         def board(host: str) -> None:
             inflight: deque = deque()
