@@ -68,13 +68,18 @@ def setup(device: str = "auto") -> Dist:
     return Dist(rank, world, dev)
 
 
-def sync_batch_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-channel (sum, sum of squares, count) of ``x`` (N, C, H, W) summed over every process,
-    differentiably: BatchNorm over the global batch, so N processes compute what one would."""
+def sync_batch_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and biased variance of ``x`` (N, C, H, W) over the batches of every process,
+    differentiably: BatchNorm over the global batch, so N processes compute what one would.
+    Two passes (mean, then squared deviations), as a single-process BatchNorm does: the one-pass
+    E[x^2] - E[x]^2 loses digits where the mean is large against the spread."""
     import torch.distributed.nn.functional as dfn
 
+    group = _BN_GROUP if _BN_GROUP is not None else dist.group.WORLD
     c = x.shape[1]
-    local = torch.cat([x.sum(dim=(0, 2, 3)), (x * x).sum(dim=(0, 2, 3)),
-                       x.new_full((1,), x.numel() / c)])
-    total = dfn.all_reduce(local, group=_BN_GROUP if _BN_GROUP is not None else dist.group.WORLD)
-    return total[:c], total[c:2 * c], total[2 * c]
+    total = dfn.all_reduce(torch.cat([x.sum(dim=(0, 2, 3)), x.new_full((1,), x.numel() / c)]), group=group)
+    n = total[c]
+    mean = total[:c] / n
+    dev = x - mean.view(1, -1, 1, 1)
+    var = dfn.all_reduce((dev * dev).sum(dim=(0, 2, 3)), group=group) / n
+    return mean, var, n

@@ -100,9 +100,7 @@ class PruningBlock(nn.Module):
         if self.training and sync:
             from .distributed import sync_batch_stats
 
-            s, ss, n = sync_batch_stats(y)
-            mean = s / n
-            var = (ss / n - mean * mean).clamp_min(0)
+            mean, var, n = sync_batch_stats(y)
             with torch.no_grad():
                 rm.mul_(1 - BN_MOMENTUM).add_(mean.detach(), alpha=BN_MOMENTUM)
                 rv.mul_(1 - BN_MOMENTUM).add_(var.detach() * (n / max(n - 1, 1)), alpha=BN_MOMENTUM)
