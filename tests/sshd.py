@@ -62,6 +62,27 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def board_python(root: Path, with_numpy: bool) -> str:
+    """A board Python without onnxruntime (and, unless ``with_numpy``, without numpy): a bare venv
+    of this interpreter, numpy linked in through a .pth file when asked. Returns its python."""
+    import sys
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
+    if with_numpy:
+        import numpy as np
+
+        site = next(root.glob("lib/python3*/site-packages"))
+        only = root / "numpy-only"
+        only.mkdir()
+        src = Path(np.__file__).parent
+        for p in [src, *src.parent.glob("numpy.libs"), *src.parent.glob("numpy-*.dist-info")]:
+            (only / p.name).symlink_to(p)
+        (site / "numpy_only.pth").write_text(str(only) + "\n")
+    return str(root / "bin" / "python")
+
+
 class SSHServer:
     """sshd -D -f <own config> on 127.0.0.1:<free port>, with its client side ready to use."""
 

@@ -9,8 +9,6 @@ import os
 import random
 import shlex
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -84,21 +82,6 @@ def models():
 FAST = {"warmup": 3, "chunk": 5, "min_reps": 10, "max_reps": 40, "rel_tol": 0.05}
 
 
-def _venv(root: Path, with_numpy: bool) -> str:
-    """A board Python without onnxruntime (and, unless ``with_numpy``, without numpy): a bare venv."""
-    root.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
-    if with_numpy:
-        site = next(root.glob("lib/python3*/site-packages"))
-        only = root / "numpy-only"
-        only.mkdir()
-        src = Path(np.__file__).parent
-        for p in [src, *src.parent.glob("numpy.libs"), *src.parent.glob("numpy-*.dist-info")]:
-            (only / p.name).symlink_to(p)
-        (site / "numpy_only.pth").write_text(str(only) + "\n")
-    return str(root / "bin" / "python")
-
-
 @needs_sshd
 def test_hello_runs_the_worker_on_the_board_and_reports_it(ssh_opts):
     with remote.RemoteWorker("board", ssh_opts) as w:
@@ -168,7 +151,7 @@ def test_host_key_check_stays_on_unless_turned_off(server, tmp_path):
 
 @needs_sshd
 def test_board_python_without_onnxruntime_is_reported_before_measuring(ssh_opts, tmp_path, models):
-    py = _venv(tmp_path / "venv", with_numpy=True)
+    py = sshd_mod.board_python(tmp_path / "venv", with_numpy=True)
     opts = remote.SSHOptions(config=ssh_opts.config, python=py)
     m = remote.RemoteMeter(get_device("cpu"), remote.Boards(("board",), opts))
     with pytest.raises(remote.RemoteError) as e:
@@ -179,7 +162,7 @@ def test_board_python_without_onnxruntime_is_reported_before_measuring(ssh_opts,
 
 @needs_sshd
 def test_board_python_without_numpy_is_reported(ssh_opts, tmp_path):
-    opts = remote.SSHOptions(config=ssh_opts.config, python=_venv(tmp_path / "bare", with_numpy=False))
+    opts = remote.SSHOptions(config=ssh_opts.config, python=sshd_mod.board_python(tmp_path / "bare", with_numpy=False))
     with pytest.raises(remote.RemoteError) as e:
         remote.RemoteWorker("board", opts).start()
     assert e.value.kind == "runtime" and "'numpy'" in str(e.value)
