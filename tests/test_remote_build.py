@@ -130,3 +130,23 @@ def test_cli_failures_are_one_line_and_exit_2(tmp_path, server):
         assert lines[-1].startswith("error: ") and words in lines[-1], r.stderr
         assert not any("Traceback" in l for l in lines)
         assert not (tmp_path / f"{host}.json.gz").exists()
+
+
+def test_cli_build_spreads_over_two_boards_and_records_who_measured_what(tmp_path, server):
+    """`prune-lut build --host board --host board2` (two aliases of the loopback sshd): the
+    networks are shared between the boards, each network record names its board, and the
+    provenance holds every board's hello info."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(sshd_mod.Path(__file__).parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "two.json.gz"
+    r = subprocess.run([sys.executable, "-m", "prune_lut.cli", "build", "--device", "cpu", "--family", "mobilenet_v2",
+                        "--small-input", "--num-classes", "10", "--in-channels", "1", "--ssh-config",
+                        str(server.ssh_config), "--host", "board", "--host", "board2", "--time-budget", "0.1",
+                        "--heldout", "2", "--out", str(out), "--json"], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lut = LUT.load(out)
+    assert set(lut.provenance["boards"]) == {"board", "board2"} and lut.provenance["ssh_host"] in ("board", "board2")
+    boards = [n.get("board") for n in lut.extra["networks"]]
+    assert set(boards) == {"board", "board2"}, boards
+    assert len(lut.measured_keys()) > 100 and lut.extra["build"]["complete"]
