@@ -72,6 +72,7 @@ rc = p.wait()
 say(event="exit", returncode=rc)
 """
 
+MAX_SOURCE = 131071  # Linux's limit on one argv string (MAX_ARG_STRLEN - 1): the child runs `python -c SOURCE`
 RUNTIME_FIELD = {"onnxruntime": "onnxruntime", "torch": "torch", "tensorrt": "tensorrt"}
 
 
@@ -93,7 +94,7 @@ class SSHOptions:
     host_key_check: bool = True        # False = StrictHostKeyChecking=no + throwaway known_hosts
     connect_timeout: int = 15          # seconds for the TCP connection and handshake
     options: tuple[str, ...] = ()      # extra "-o Key=Value" options
-    reply_timeout: float = 1800.0      # a single request may take this long (TensorRT builds are slow)
+    reply_timeout: float = 3600.0      # one group may take this long (TensorRT builds two engines per net)
     window: int = 2                    # requests in flight per board: the next model is on the
                                        # board before the current one finishes
 
@@ -194,6 +195,9 @@ class RemoteWorker:
     # ---- life cycle -----------------------------------------------------------------------------
     def start(self) -> dict:
         src = worker_source()
+        if len(src) > MAX_SOURCE:
+            raise RuntimeError(f"{WORKER_PATH} has {len(src)} bytes; the bootstrap passes it as one argument "
+                               f"(Linux allows {MAX_SOURCE + 1}): keep the worker smaller")
         cmd = self.ssh.ssh_command(self.host)
         log.info("starting worker on %s", self.host)
         log.debug("ssh argv: %s", cmd[:-1] + ["<remote command>"])
@@ -519,6 +523,8 @@ class RemoteMeter:
         first = dict(self.infos[next(h for h in self.boards.hosts if h in self.infos)])
         if len(self.boards.hosts) > 1:
             first["boards"] = {h: self.infos[h] for h in self.boards.hosts if h in self.infos}
+        if self.failed:
+            first["failed_boards"] = dict(self.failed)
         return first
 
     # ---- measuring ------------------------------------------------------------------------------
