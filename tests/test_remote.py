@@ -138,13 +138,19 @@ def test_connection_failures_are_one_clear_line(ssh_opts, alias, kind, words):
 
 
 @needs_sshd
-def test_host_key_check_stays_on_unless_turned_off(server, tmp_path):
+@pytest.mark.parametrize("known", ["unknown", "changed"])
+def test_host_key_check_stays_on_unless_turned_off(server, tmp_path, known):
+    kh = tmp_path / "known_hosts"
+    if known == "changed":  # the board presents another key than the one on record: a possible MITM
+        other = (server.root / "wrong_ed25519.pub").read_text().split()
+        kh.write_text(f"[127.0.0.1]:{server.port} {other[0]} {other[1]}\n")
     cfg = tmp_path / "cfg"
-    cfg.write_text(server.ssh_config.read_text().replace(str(server.known_hosts), str(tmp_path / "empty")))
+    cfg.write_text(server.ssh_config.read_text().replace(str(server.known_hosts), str(kh)))
     opts = remote.SSHOptions(config=str(cfg), connect_timeout=10)
     with pytest.raises(remote.RemoteError) as e:
         remote.RemoteWorker("board", opts).start()
-    assert e.value.kind == "hostkey" and "--no-host-key-check" in str(e.value)
+    assert e.value.kind == "hostkey" and "--no-host-key-check" in str(e.value) and "\n" not in str(e.value)
+    assert ("CHANGED" in str(e.value)) == (known == "changed")
     with remote.RemoteWorker("board", remote.SSHOptions(config=str(cfg), host_key_check=False)) as w:
         assert w.info["onnxruntime"]
 

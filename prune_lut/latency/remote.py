@@ -397,10 +397,13 @@ class RemoteWorker:
         if "Permission denied" in text or "Too many authentication failures" in text:
             return RemoteError(h, "auth", f"{h} refused authentication ({last}); put your public key on the board "
                                f"(ssh-copy-id {h}) or set User/IdentityFile for it in ~/.ssh/config")
-        if "Host key verification failed" in text or "IDENTIFICATION HAS CHANGED" in text \
-                or "host key for" in text.lower() and "not known" in text.lower():
-            return RemoteError(h, "hostkey", f"{h}: host key unknown or changed ({last}); run `ssh {h}` once to "
-                               f"check and accept it, or pass --no-host-key-check (insecure)")
+        if "IDENTIFICATION HAS CHANGED" in text:
+            return RemoteError(h, "hostkey", f"{h}: the board's ssh host key CHANGED since it was recorded (a "
+                               f"reinstalled board, or someone in between); check it, then `ssh-keygen -R HOST` "
+                               f"and connect once with `ssh {h}` (--no-host-key-check skips the check: insecure)")
+        if "Host key verification failed" in text or ("host key for" in text.lower() and "not known" in text.lower()):
+            return RemoteError(h, "hostkey", f"{h}: host key not known ({last}); run `ssh {h}` once to check and "
+                               f"accept it, or pass --no-host-key-check (insecure)")
         if any(s in text for s in ("Could not resolve hostname", "Connection refused", "Connection timed out",
                                    "No route to host", "Network is unreachable", "Operation timed out",
                                    "kex_exchange_identification", "Name or service not known")):
