@@ -42,6 +42,7 @@ REFERENCE_TOLERANCE = 0.10   # warn when the reference runs this much off the LU
 SMOOTH = 2                   # reference smoothing: median over this many calls either side
 RETRY_TOL = 0.10             # a call whose reference ran this much over the run's median is measured again
 RETRIES = 2
+SAMPLE_FIELDS = ("t", "attempts", "raw_ms", "spread_ms", "reps", "ref_ms", "ref_used_ms", "measured_ms")
 
 
 @dataclass
@@ -199,15 +200,14 @@ def validate(lut: LUT, nets: list[Net], reference: bytes, meter=None, *, fit: bo
     for n, f, p, r in zip(nets, feats, lut_pred, rows):
         samples.append({"id": n.id, **n.info, "macs": n.macs, "params": n.params, "features": f,
                         "table_sum_ms": f["sum"], "lut_predicted_ms": p.ms, "lut_low_ms": p.low,
-                        "lut_high_ms": p.high, **{k: r[k] for k in ("t", "attempts", "raw_ms", "spread_ms", "reps", "ref_ms",
-                                                                     "ref_used_ms", "measured_ms")}})
+                        "lut_high_ms": p.high, **{k: r[k] for k in SAMPLE_FIELDS}})
     record = {"schema": SCHEMA, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "device": lut.device, "lut_space": lut.space, "lut_calibrated": pred.calibrated,
               "lut_calibration": pred.calibration.to_dict() if pred.calibration else None,
               "lut_calibration_source": pred.calibration_source, "host": here, "seed": seed, "drift": drift,
-              "reference": {"lut_ms": ref_lut, "now_ms": [r["ref_ms"] for r in sorted(rows + reps, key=lambda r: r["t"])]},
-              "samples": samples, "repeats": [{k: r[k] for k in ("index", "t", "attempts", "raw_ms", "ref_ms", "measured_ms")}
-                                              for r in reps],
+              "reference": {"lut_ms": ref_lut,
+                            "now_ms": [r["ref_ms"] for r in sorted(rows + reps, key=lambda r: r["t"])]},
+              "samples": samples, "repeats": [{k: r[k] for k in ("index",) + SAMPLE_FIELDS} for r in reps],
               "warnings": provenance_warnings(lut, here), "calibration": None, "split": None}
     if ref_lut is None:
         record["warnings"].append("the table has no reference measurement: drift between its build and now "
