@@ -146,3 +146,15 @@ def test_validate_json_and_refusals(built, tmp_path):
     damaged.write_bytes(gzip.compress(b"{not json"))
     r = run(main, ["validate", "--lut", str(damaged)])
     assert r.exit_code == 2 and "damaged" in r.stderr
+
+
+def test_validate_works_on_the_torch_cpu_backend(tmp_path):
+    """Same protocol, another backend: a torch-cpu table validates through the same code."""
+    lut_path = tmp_path / "torch.json.gz"
+    sp = get_space("mobilenet_v2", **{**SPACE, "grid": (0.5, 1.0)})
+    build_space_table(sp, get_device("torch-cpu"), lut_path, heldout=2, progress=False)
+    rec = validate_lut(lut_path, samples=6, seed=1, progress=False)
+    assert rec["device"]["backend"] == "torch" and rec["report"]["n"] == 6
+    assert all(s["measured_ms"] > 0 and s["reps"] >= 20 for s in rec["samples"])
+    assert rec["report"]["table_sum"]["spearman"] is not None
+    assert LUT.load(lut_path).calibration is None  # no --fit: the table is left as it was
