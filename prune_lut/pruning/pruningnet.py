@@ -33,10 +33,11 @@ def _key(name: str) -> str:
 
 
 def _act(x: torch.Tensor, act: str) -> torch.Tensor:
+    """In place, as the plain network's activations: ``x`` is always a fresh BatchNorm or sum output."""
     if act == "relu":
-        return F.relu(x)
+        return F.relu(x, inplace=True)
     if act == "relu6":
-        return F.relu6(x)
+        return F.relu6(x, inplace=True)
     return x
 
 
