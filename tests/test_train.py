@@ -140,3 +140,27 @@ def test_cli_retrain_from_scratch_and_from_pruningnet(cli_ckpt, tmp_path):
     r = run("retrain", arch_file, "--data", "digits", "--epochs", 2, "--out", tmp_path / "r.pt", "--resume",
             "--no-progress", "--batch-size", 64)
     assert r.exit_code == 2 and "batch-size 128, not 64" in r.output
+
+
+def test_arch_sampler_latency_range_from_a_lut_file(tmp_path):
+    """The LUT here is a real LUT file whose entries are set from each layer's MACs (1 ms per 10 M MACs),
+    not measured: the test is about sampling inside a predicted-latency range, not about timing."""
+    from prune_lut.latency.lutfile import LUT
+    from prune_lut.latency.predictor import Predictor
+
+    sp = get_space("mobilenet_v2", resolution=8, num_classes=10, in_channels=1, small_input=True, multiple=8,
+                   grid=(0.1, 0.4, 0.7))
+    lut = LUT(device={"name": "test"}, provenance={"note": "entries from MACs, not measured"},
+              space={**sp.describe(), "hash": sp.hash})
+    for a in [sp.full(), sp.smallest()] + [sp.random(__import__("random").Random(i)) for i in range(400)]:
+        for spec in sp.layer_specs(a):
+            lut.add(spec.key, spec.macs / 1e7 + 0.001, 0.0, 1)
+    path = tmp_path / "t.lut.json.gz"
+    lut.save(path)
+    pred = Predictor(LUT.load(path))
+    lo, hi = (pred.predict_ms(sp.layer_specs(sp.uniform(r))) for r in (0.4, 0.7))
+    s = ArchSampler(sp, seed=1, latency_range=(lo, hi), lut=str(path))
+    for i in range(5):
+        assert lo <= pred.predict_ms(sp.layer_specs(s.sample(i))) <= hi
+    with pytest.raises(UserError, match="needs --lut"):
+        ArchSampler(sp, seed=1, latency_range=(lo, hi))
