@@ -85,7 +85,14 @@ def main() -> int:
             "entries": len(lut.entries), "measured": len(lut.measured_keys()),
             "regressor_heldout_median_abs_err": reg.get("heldout_median_abs_rel_err"),
             "regressor_heldout_p90_abs_err": reg.get("heldout_p90_abs_rel_err"),
-            "sum_to_e2e": s2e, "reference_ms": (lut.reference or {}).get("median_ms")}
+            "sum_to_e2e": s2e, "reference_ms": (lut.reference or {}).get("median_ms"),
+            "passes": {p: sum(1 for n in lut.extra["networks"] if n.get("pass") == p)
+                       for p in {n.get("pass") for n in lut.extra["networks"]}},
+            # profiled node times of a network vs its end-to-end time without profiling
+            "node_sum_over_e2e_p10_50_90": [float(x) for x in np.percentile(
+                [n["node_sum_ms"] / n["e2e_ms"] for n in lut.extra["networks"]], [10, 50, 90])],
+            "ref_ms_p10_50_90": [float(x) for x in np.percentile(
+                [n["ref_ms"] for n in lut.extra["networks"]], [10, 50, 90])]}
     for (fa, a), (fb, b) in itertools.combinations(luts.items(), 2):
         report["pairs"].append({"a": fa, "b": fb, **agreement(a, b)})
     print(json.dumps(report, indent=2))
