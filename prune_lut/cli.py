@@ -476,12 +476,14 @@ def lut_merge(paths, out):
 @click.option("--lut", "lut_path", type=click.Path(), help="LUT for --latency-range.")
 @click.option("--latency-range", help="LO:HI ms: train only on archs the LUT predicts in this range.")
 @click.option("--macs-range", help="LO:HI millions of MACs: train only on archs in this range.")
+@click.option("--val-archs", type=click.Choice(["full", "full+smallest", "none"]), default="full", show_default=True,
+              help="Generated networks scored on sub-val after each epoch (after BatchNorm recalibration).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
 def train(family, data_spec, resolution, small_input, multiple, val_per_class, train_per_class, epochs, batch_size, lr,
           weight_decay,
-          hidden, seed, out, resume, lut_path, latency_range, macs_range, device, no_progress, as_json):
+          hidden, seed, out, resume, lut_path, latency_range, macs_range, val_archs, device, no_progress, as_json):
     """Meta-train a PruningNet for FAMILY on --data (one random coding vector per step); resumable.
 
     Multi-process: `torchrun --nproc-per-node N -m prune_lut.cli train ...`."""
@@ -495,7 +497,7 @@ def train(family, data_spec, resolution, small_input, multiple, val_per_class, t
     sp = tr.space_for_data(family, data, small_input, multiple)
     res = tr.train_pruningnet(sp, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, out=out, resume=resume,
                               hidden=hidden, weight_decay=weight_decay, macs_range=macs, latency_range=lat,
-                              lut=lut_path, progress=not no_progress, device=device)
+                              lut=lut_path, progress=not no_progress, device=device, validate_archs=val_archs)
     _report_training(res, as_json)
 
 
@@ -546,6 +548,35 @@ def retrain(arch_file, data_spec, epochs, batch_size, lr, weight_decay, seed, ou
                          progress=not no_progress, device=device, holdout=holdout)
     _report_training(res, as_json)
 
+
+
+@main.command()
+@click.option("--out", default="quickstart", show_default=True, type=click.Path(), help="Output folder.")
+@click.option("--data", "data_spec", type=click.Choice(["digits", "fashion-mnist"]), default="digits", show_default=True)
+@click.option("--budget-share", type=float, default=0.5, show_default=True,
+              help="Latency budget as a share of the full network's predicted latency.")
+@click.option("--epochs", type=int, help="PruningNet epochs (default: train's default).")
+@click.option("--train-per-class", type=int, help="Class-balanced training subset (default: all digits; "
+              "600 per class of Fashion-MNIST).")
+@click.option("--population", type=int, default=50, show_default=True)
+@click.option("--generations", type=int, default=20, show_default=True)
+@click.option("--validate-samples", type=int, default=12, show_default=True,
+              help="Archs measured to check the table here (>= 12 also fits a calibration).")
+@click.option("--build-lut", is_flag=True, help="Build the table on this CPU even when one ships.")
+@click.option("--lut-minutes", type=float, help="With --build-lut: time budget for the build.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary JSON.")
+def quickstart(out, data_spec, budget_share, epochs, train_per_class, population, generations, validate_samples,
+               build_lut, lut_minutes, seed, as_json):
+    """The whole loop on this CPU in minutes: table, validation, PruningNet, search, export, measurement."""
+    from .pruning.quickstart import QuickstartOptions, run_quickstart
+
+    opt = QuickstartOptions(out=out, data=data_spec, budget_share=budget_share, epochs=epochs,
+                            train_per_class=train_per_class, population=population, generations=generations,
+                            validate_samples=validate_samples, build_lut=build_lut, lut_minutes=lut_minutes, seed=seed)
+    summary = run_quickstart(opt, say=(lambda m: click.echo(m, err=True)) if as_json else click.echo)
+    if as_json:
+        echo_json(summary)
 
 if __name__ == "__main__":
     main()

@@ -15,14 +15,14 @@ def small_space(family, res=16):
 
 
 def test_every_family_generates_its_plain_network(family):
-    sp = small_space(family)
-    pn = PruningNet(sp, hidden=2)
+    sp = small_space(family, 8)
+    pn = PruningNet(sp, hidden=1)
     assert set(pn.blocks) == {_key(c.name) for c in sp.convs()}
     for u in sp.units:  # block convs see (input, middle, output) widths; lone convs (input, output)
         if isinstance(u, Block):
             assert all(pn.blocks[_key(c.name)].inputs == (u.cin, u.mid, u.cout) for c in u.body)
     arch = sp.random(random.Random(3))
-    x = torch.randn(3, 1, 16, 16)
+    x = torch.randn(3, 1, 8, 8)
     pn.eval()
     net = pn.generate(arch)
     plain = build_net(sp, arch)

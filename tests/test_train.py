@@ -28,7 +28,7 @@ def run(*args):
 
 @pytest.fixture(scope="module")
 def tiny():
-    data = load_data("digits", train_per_class=6)  # 60 images: 3 steps of 20
+    data = load_data("digits", train_per_class=4)  # 40 images: 2 steps of 20
     space = get_space("mobilenet_v2", resolution=8, num_classes=10, in_channels=1, small_input=True, multiple=8,
                       grid=(0.1, 0.25, 0.5))
     return space, data
