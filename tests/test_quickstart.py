@@ -1,0 +1,67 @@
+"""`prune-lut quickstart` end to end with tiny settings (real table, real measurements, real digits).
+
+The smoke test trains one epoch on 20 digits per class and searches 4 x 2 archs: it checks that
+every stage runs and writes its files, and that a second call reuses them; the full-size run (the
+README's command, <= 10 minutes on 2 cores) is marked slow and its figures are in docs/BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import json
+
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+
+from prune_lut.cli import main
+from prune_lut.lut_data import find_table
+from prune_lut.pruning.quickstart import quickstart_space
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    path = find_table(quickstart_space(), "cpu")
+    if path is None:
+        pytest.skip("no shipped cpu table for the quickstart space in prune_lut/lut_data")
+    return path
+
+
+TINY = ["--epochs", "1", "--train-per-class", "20", "--population", "4", "--generations", "2",
+        "--validate-samples", "3"]
+
+
+def test_quickstart_smoke(shipped, tmp_path):
+    out = tmp_path / "qs"
+    r = CliRunner().invoke(main, ["quickstart", "--out", str(out), *TINY, "--json"])
+    assert r.exit_code == 0, r.output
+    s = json.loads((out / "summary.json").read_text())
+    for f in ("cpu.lut.json.gz", "validation.json", "validation.png", "pruningnet.pt", "result.json", "search.png",
+              "winner.onnx", "uniform.onnx", "full.onnx"):
+        assert (out / f).is_file(), f
+    assert s["training"]["train_images"] == 200
+    res = json.loads((out / "result.json").read_text())
+    assert res["evaluations"] == 8 and res["budgets"]["latency"][0]["latency_ms"] == pytest.approx(s["budget_ms"])
+    w = s["winner"]
+    assert w["predicted_ms"] <= s["budget_ms"] < s["full"]["predicted_ms"]
+    assert w["measured_ms"] > 0 and s["full"]["measured_ms"] > 0 and 0 <= w["test_accuracy"] <= 1
+    assert w["error_pct"] == pytest.approx(100 * (w["predicted_ms"] / w["measured_ms"] - 1))
+    sess = ort.InferenceSession(str(out / "winner.onnx"))
+    assert sess.run(None, {"input": __import__("numpy").zeros((2, 1, 8, 8), "float32")})[0].shape == (2, 10)
+    # a second call reuses every stage (nothing is trained or searched again)
+    r2 = CliRunner().invoke(main, ["quickstart", "--out", str(out), *TINY])
+    assert r2.exit_code == 0, r2.output
+    assert r2.output.count("reusing") == 4
+
+
+def test_quickstart_bad_input(tmp_path):
+    r = CliRunner().invoke(main, ["quickstart", "--out", str(tmp_path), "--budget-share", "1.5"])
+    assert r.exit_code == 2 and "--budget-share" in r.output
+
+
+@pytest.mark.slow
+def test_quickstart_full(shipped, tmp_path):
+    """The README's command with its defaults (minutes): every stage, the winner measured under budget."""
+    r = CliRunner().invoke(main, ["quickstart", "--out", str(tmp_path / "qs"), "--json"])
+    assert r.exit_code == 0, r.output
+    s = json.loads((tmp_path / "qs" / "summary.json").read_text())
+    assert s["winner"]["predicted_ms"] <= s["budget_ms"]
+    assert s["winner"]["measured_ms"] <= 1.1 * s["budget_ms"]
