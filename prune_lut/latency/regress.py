@@ -37,10 +37,11 @@ FLOOR_MS = 1e-4  # fused-away operators measure 0; log needs a floor
 
 
 def _model(seed: int):
-    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.ensemble import HistGradientBoostingRegressor
 
-    return GradientBoostingRegressor(n_estimators=400, max_depth=4, learning_rate=0.05, subsample=0.8,
-                                     random_state=seed)
+    # on the 224 cpu table: 4.8% held-out median error vs 5.1% for GradientBoosting(400, depth 4),
+    # 5.7% for ExtraTrees; the entries' own build-to-build noise is about that size
+    return HistGradientBoostingRegressor(max_iter=800, learning_rate=0.05, random_state=seed)
 
 
 def fit_and_fill(measured: dict[str, float], wanted: list[str], seed: int = 0,
@@ -65,7 +66,7 @@ def fit_and_fill(measured: dict[str, float], wanted: list[str], seed: int = 0,
     true = np.exp(y[test])
     ok = true > 10 * FLOOR_MS
     rel = np.abs(pred[ok] - true[ok]) / true[ok]
-    figures = {"model": "sklearn GradientBoostingRegressor on log(ms)", "features": FEATURES, "seed": seed,
+    figures = {"model": "sklearn HistGradientBoostingRegressor on log(ms)", "features": FEATURES, "seed": seed,
                "n_train": len(train), "n_heldout": int(ok.sum()),
                "heldout_median_abs_rel_err": float(np.median(rel)) if len(rel) else None,
                "heldout_p90_abs_rel_err": float(np.percentile(rel, 90)) if len(rel) else None,
