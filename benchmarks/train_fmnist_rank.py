@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--test-per-class", type=int, default=200)
     ap.add_argument("--epochs", type=int, default=12, help="PruningNet and full-width plain epochs")
     ap.add_argument("--scratch-epochs", type=int, default=6, help="epochs of each of the archs trained from scratch")
+    ap.add_argument("--plain-epochs", type=int, help="epochs of the full-width plain network (default: --epochs)")
     ap.add_argument("--archs", type=int, default=20)
     ap.add_argument("--hidden", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=128)
@@ -80,7 +81,8 @@ def main() -> None:
     ck = load_checkpoint(out / "pruningnet.pt")
     full = space.full()
     t = time.time()
-    plain = train_plain(space, full, data, epochs=a.epochs, out=out / "plain-full.pt", holdout=True, **opts)
+    plain = train_plain(space, full, data, epochs=a.plain_epochs or a.epochs, out=out / "plain-full.pt", holdout=True,
+                        **opts)
     res["plain_full_train_s"] = round(time.time() - t, 1)
     res["plain_full_test"] = plain.test_acc
     res["pruningnet_full_test"] = arch_accuracy(ck.pruningnet, full, data, split="test", seed=a.seed)
