@@ -347,9 +347,10 @@ def _fit(kind: str, model: nn.Module, space: ChannelSpace, data: DataSplits, out
                 f.write(json.dumps(rec) + "\n")
             msg = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()
                             if k not in ("rank_digests", "archs_digest"))
-            log.info("%s", msg)
-            if progress:
+            if progress and not log.isEnabledFor(logging.INFO):
                 tqdm.write(msg)
+            else:
+                log.info("%s", msg)
         else:
             history.append(rec)
         dist.barrier()
