@@ -113,10 +113,12 @@ def test_remote_measurements_match_local_ones(ssh_opts, models):
 @needs_sshd
 def test_stream_spreads_batches_over_boards_and_survives_a_dead_one(ssh_opts, models, caplog):
     dev = get_device("cpu")
-    slow = {**FAST, "min_reps": 60, "max_reps": 60}  # each batch takes long enough that both boards get work
+    slow = {**FAST, "min_reps": 1000, "max_reps": 1000}  # ~0.2 s a batch: both boards get work
     b = remote.Boards(("board", "board2", "board-down"), ssh_opts)
     hellos = {}
     with remote.RemoteMeter(dev, b) as m:
+        info = m.info()  # connects every board at once (the dead one is reported, not fatal)
+        assert set(info["boards"]) == {"board", "board2"} and "board-down" in info["failed_boards"]
         got = {i: (res, host) for i, res, host in
                m.stream([[x] for x in models * 2], protocol=slow, on_hello=lambda h, info: hellos.setdefault(h, info))}
     assert sorted(got) == list(range(8))
