@@ -38,6 +38,7 @@ def run_search(procs: int, a, budget: float, out: Path) -> dict:
         p.unlink(missing_ok=True)
     args = ["search", "--checkpoint", a.checkpoint, "--lut", a.lut, "--latency-ms", str(budget),
             "--population", str(a.population), "--generations", str(a.generations), "--seed", str(a.seed),
+            "--parents", str(min(10, a.population)),
             "--out", str(res_path), "--plot", str(out / f"search-{procs}p.png")]
     cmd = ([sys.executable, "-m", "prune_lut.cli"] if procs == 1 else
            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(procs),
