@@ -41,6 +41,7 @@ SCHEMA = "prune-lut.validation/1"
 REFERENCE_TOLERANCE = 0.10   # warn when the reference runs this much off the LUT's record
 SMOOTH = 2                   # reference smoothing: median over this many calls either side
 RETRY_TOL = 0.10             # a call whose reference ran this much over the run's median is measured again
+SPREAD_TOL = 0.25            # ... or whose runs spread (IQR / median) more than this (and 3x the run's median)
 RETRIES = 2
 SAMPLE_FIELDS = ("t", "attempts", "raw_ms", "spread_ms", "reps", "ref_ms", "ref_used_ms", "measured_ms")
 
@@ -111,8 +112,9 @@ def measure_nets(nets: list[Net], reference: bytes, meter, repeat_share: float =
     """Measure each net interleaved with the reference (in random order), then re-measure a share.
 
     The reference of each call is a witness: a call whose reference ran more than ``RETRY_TOL``
-    above the run's median reference was disturbed (another job took the core) and is measured
-    again, up to ``RETRIES`` times, keeping the attempt with the calmest reference. Returns (one
+    above the run's median reference, or whose net's runs spread (IQR / median) more than
+    ``SPREAD_TOL`` and 3x the run's median spread, was disturbed (another job took the core) and
+    is measured again, up to ``RETRIES`` times, keeping the calmest attempt. Returns (one
     row per net, one row per repeat); rows hold raw medians, the reference's median of the same
     call, the call order ``t`` and ``attempts``.
     """
@@ -134,15 +136,19 @@ def measure_nets(nets: list[Net], reference: bytes, meter, repeat_share: float =
     done = [call(i) for i, _ in tqdm(calls, desc="validate", unit="net", disable=not progress)]
     for _ in range(RETRIES):
         calm = float(np.median([r["ref_ms"] for r in done]))
-        bad = [j for j, r in enumerate(done) if r["ref_ms"] > (1 + RETRY_TOL) * calm]
+        spread_tol = max(SPREAD_TOL, 3 * float(np.median([r["spread_ms"] / r["raw_ms"] for r in done])))
+
+        def disturbance(r: dict) -> float:  # > 1: the call was disturbed
+            return max((r["ref_ms"] / calm - 1) / RETRY_TOL, r["spread_ms"] / r["raw_ms"] / spread_tol)
+
+        bad = [j for j, r in enumerate(done) if disturbance(r) > 1]
         if not bad:
             break
-        log.info("%d calls ran while the machine was disturbed (reference > %.0f%% over its median): again",
-                 len(bad), 100 * RETRY_TOL)
+        log.info("%d calls ran while the machine was disturbed: measuring them again", len(bad))
         for j in tqdm(bad, desc="re-measure disturbed", unit="net", disable=not progress):
             new = call(calls[j][0])
             new["attempts"] = done[j]["attempts"] + 1
-            if new["ref_ms"] < done[j]["ref_ms"]:
+            if disturbance(new) < disturbance(done[j]):
                 done[j] = new
             else:
                 done[j]["attempts"] = new["attempts"]
