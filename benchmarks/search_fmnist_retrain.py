@@ -80,12 +80,14 @@ def main() -> None:
         res_path = out / f"result-{key}.json"
         if not res_path.exists():
             search_checkpoint(ckpt, [a.lut], [share * full_ms], EvolutionConfig(
-                population=a.population, generations=a.generations, seed=0), res_path, resume=True)
+                population=a.population, generations=a.generations, parents=min(10, a.population), seed=0),
+                res_path, resume=True)
         res = load_result(res_path)
         win = space.validate(res["top"][0]["arch"]["genes"])
         if "winner_measured_ms" not in b:
-            # measure the winner and every distinct uniform arch within reach, interleaved
-            cands = [r for r in ratios if pred.predict_ms(space.layer_specs(uniform_archs[r])) <= 1.6 * share * full_ms]
+            # measure the winner and the distinct uniform archs predicted near it, interleaved
+            wp = res["top"][0]["latency_ms"]["cpu"]
+            cands = [r for r in ratios if 0.85 * wp <= pred.predict_ms(space.layer_specs(uniform_archs[r])) <= 1.4 * wp]
             seen, uni = set(), []
             for r in cands:
                 v = space.vector(uniform_archs[r])
