@@ -87,7 +87,8 @@ def main() -> None:
         if "winner_measured_ms" not in b:
             # measure the winner and the distinct uniform archs predicted near it, interleaved
             wp = res["top"][0]["latency_ms"]["cpu"]
-            cands = [r for r in ratios if 0.85 * wp <= pred.predict_ms(space.layer_specs(uniform_archs[r])) <= 1.4 * wp]
+            cands = [r for r in ratios if 0.85 * wp <= pred.predict_ms(space.layer_specs(uniform_archs[r])) <= 1.4 * wp] or [
+                r for r in ratios if pred.predict_ms(space.layer_specs(uniform_archs[r])) >= wp][:3]
             seen, uni = set(), []
             for r in cands:
                 v = space.vector(uniform_archs[r])
