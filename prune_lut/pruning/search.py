@@ -362,13 +362,18 @@ def build_result(space: ChannelSpace, constraints: Constraints, evo: Evolution, 
 def load_fitness(checkpoint: str | os.PathLike, recal_batches: int = 4, recal_batch_size: int = 128,
                  seed: int = 0, times: SearchTimes | None = None) -> PruningNetFitness:
     """The PruningNet of ``checkpoint`` with its own data split (sub-train for BN, sub-val to score)."""
+    ck = _pruningnet_checkpoint(checkpoint)
+    return PruningNetFitness(ck.pruningnet, ck.load_data(), recal_batches, recal_batch_size, seed, times)
+
+
+def _pruningnet_checkpoint(checkpoint: str | os.PathLike):
     from . import families  # noqa: F401  (registers the families the checkpoint's space names)
     from .train import load_checkpoint
 
     ck = load_checkpoint(checkpoint)
     if ck.pruningnet is None:
         raise UserError(f"{checkpoint} is a {ck.kind} checkpoint; search needs a PruningNet (`prune-lut train`)")
-    return PruningNetFitness(ck.pruningnet, ck.load_data(), recal_batches, recal_batch_size, seed, times)
+    return ck
 
 
 def search_checkpoint(checkpoint: str | os.PathLike, luts: Sequence[str], latency_ms: Sequence[float],
@@ -401,10 +406,12 @@ def search_checkpoint(checkpoint: str | os.PathLike, luts: Sequence[str], latenc
 def _search_checkpoint(dist, checkpoint, luts, latency_ms, config, out, macs_m, resume, plot, recal_batches,
                        recal_batch_size, top_k, progress, stop_after) -> dict:
     times = SearchTimes()
-    fit = load_fitness(checkpoint, recal_batches, recal_batch_size, seed=config.seed, times=times)
-    space = fit.space
+    ck = _pruningnet_checkpoint(checkpoint)
+    space = ck.space
     constraints = Constraints(space, load_budgets(space, luts, latency_ms),
                               None if macs_m is None else macs_m * 1e6)
+    constraints.check_reachable()  # before the data is loaded: an impossible budget is answered at once
+    fit = PruningNetFitness(ck.pruningnet, ck.load_data(), recal_batches, recal_batch_size, config.seed, times)
     meta = {"checkpoint": str(checkpoint), "fitness": fit.describe()}
     result = run_search(space, constraints, split_over_ranks(fit), config, out, resume=resume, meta=meta,
                         times=times, top_k=top_k, progress=progress if dist.main else None,
