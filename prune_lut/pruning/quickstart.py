@@ -65,7 +65,7 @@ def run_quickstart(opt: QuickstartOptions, say: Callable[[str], None] = print) -
     from ..lut_data import find_table
     from .coverage import build_space_table
     from .export import save_onnx
-    from .search import load_fitness, plot_result, search_checkpoint
+    from .search import load_fitness, plot_result, search_checkpoint, state_path
     from .train import DEFAULTS, data_for, evaluate, load_checkpoint, train_pruningnet
     from .validation import validate_lut
 
@@ -146,7 +146,10 @@ def run_quickstart(opt: QuickstartOptions, say: Callable[[str], None] = print) -
     if ckpt.exists() and load_checkpoint(ckpt).epoch >= epochs:
         say(f"reusing {ckpt}")
     else:
-        train_pruningnet(space, data, epochs=epochs, seed=opt.seed, out=ckpt, resume=True)
+        # digits has 1238 sub-train images: batch 32 gives 38 steps an epoch (128 gave 9, and a PruningNet
+        # at 32% sub-val accuracy after 10 epochs); see benchmarks/train_digits_quickstart.py
+        train_pruningnet(space, data, epochs=epochs, seed=opt.seed, out=ckpt, resume=True,
+                         batch_size=32 if opt.data == "digits" else None)
     hist = load_checkpoint(ckpt).header.get("history") or [{}]
     summary["training"] = {"checkpoint": str(ckpt), "epochs": epochs, "train_images": len(data.train),
                            "last_epoch": hist[-1]}
@@ -167,7 +170,8 @@ def run_quickstart(opt: QuickstartOptions, say: Callable[[str], None] = print) -
         res = load_result(result_path)
         say(f"reusing {result_path}")
     else:
-        res = search_checkpoint(ckpt, [str(lut_path)], [budget], cfg, result_path, resume=True, progress=say)
+        res = search_checkpoint(ckpt, [str(lut_path)], [budget], cfg, result_path,
+                                resume=state_path(result_path).exists(), progress=say)
     plot_result(res, out / "search.png")
     stages["search"] = time.perf_counter() - t0
 
