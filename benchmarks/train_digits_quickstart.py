@@ -27,6 +27,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=32, help="small: digits has 1238 sub-train images")
     ap.add_argument("--hidden", type=int)
+    ap.add_argument("--lr", type=float)
     ap.add_argument("--out", default="runs/digits-pruningnet.pt")
     a = ap.parse_args()
     if os.path.exists(a.out):
@@ -34,7 +35,7 @@ def main() -> None:
     t0 = time.perf_counter()
     data = load_data("digits")
     sp = get_space("mobilenet_v2", resolution=8, num_classes=10, in_channels=1, small_input=True, multiple=8)
-    res = train_pruningnet(sp, data, epochs=a.epochs, batch_size=a.batch_size, hidden=a.hidden, out=a.out, progress=False,
+    res = train_pruningnet(sp, data, epochs=a.epochs, batch_size=a.batch_size, hidden=a.hidden, lr=a.lr, out=a.out, progress=False,
                            validate_archs="full+smallest")
     wall = time.perf_counter() - t0
     from prune_lut.pruning.train import load_checkpoint
