@@ -72,7 +72,7 @@ def test_existing_output_needs_resume(tmp_path):
 
 def test_time_budget_fills_with_regressor(tmp_path):
     sp = get_space("mobilenet_v2", grid=(0.25, 0.5, 0.75, 1.0), **QUICK)
-    lut = build_space_table(sp, DEV, tmp_path / "b.json.gz", time_budget_min=0.02, heldout=0, group=1,
+    lut = build_space_table(sp, DEV, tmp_path / "b.json.gz", time_budget_min=0.002, heldout=0, group=1,
                             progress=False)
     keys = set(all_specs(sp))
     measured, predicted = lut.measured_keys(), {k for k, e in lut.entries.items() if e["source"] == "predicted"}
