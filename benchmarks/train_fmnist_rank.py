@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-sandwich", action="store_true", help="PruningNet: random archs on every step")
     ap.add_argument("--out", default="runs/fmnist-rank")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -75,7 +76,8 @@ def main() -> None:
            "data": data.describe(), "space": space.describe(), "space_hash": space.hash}
     opts = dict(batch_size=a.batch_size, lr=a.lr, seed=a.seed, resume=True, progress=False)
     t = time.time()
-    pn = train_pruningnet(space, data, epochs=a.epochs, out=out / "pruningnet.pt", hidden=a.hidden, **opts)
+    pn = train_pruningnet(space, data, epochs=a.epochs, out=out / "pruningnet.pt", hidden=a.hidden,
+                          sandwich=not a.no_sandwich, **opts)
     res["pruningnet_history"] = pn.history
     res["pruningnet_train_s"] = round(time.time() - t, 1)
     ck = load_checkpoint(out / "pruningnet.pt")

@@ -476,6 +476,8 @@ def lut_merge(paths, out):
 @click.option("--lut", "lut_path", type=click.Path(), help="LUT for --latency-range.")
 @click.option("--latency-range", help="LO:HI ms: train only on archs the LUT predicts in this range.")
 @click.option("--macs-range", help="LO:HI millions of MACs: train only on archs in this range.")
+@click.option("--sandwich/--no-sandwich", default=None,
+              help="Train the widest arch on every other step (default: on; see docs/BENCHMARKS.md).")
 @click.option("--val-archs", type=click.Choice(["full", "full+smallest", "none"]), default="full", show_default=True,
               help="Generated networks scored on sub-val after each epoch (after BatchNorm recalibration).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
@@ -483,7 +485,8 @@ def lut_merge(paths, out):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
 def train(family, data_spec, resolution, small_input, multiple, val_per_class, train_per_class, epochs, batch_size, lr,
           weight_decay,
-          hidden, seed, out, resume, lut_path, latency_range, macs_range, val_archs, device, no_progress, as_json):
+          hidden, seed, out, resume, lut_path, latency_range, macs_range, sandwich, val_archs, device, no_progress,
+          as_json):
     """Meta-train a PruningNet for FAMILY on --data (one random coding vector per step); resumable.
 
     Multi-process: `torchrun --nproc-per-node N -m prune_lut.cli train ...`."""
@@ -497,7 +500,8 @@ def train(family, data_spec, resolution, small_input, multiple, val_per_class, t
     sp = tr.space_for_data(family, data, small_input, multiple)
     res = tr.train_pruningnet(sp, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, out=out, resume=resume,
                               hidden=hidden, weight_decay=weight_decay, macs_range=macs, latency_range=lat,
-                              lut=lut_path, progress=not no_progress, device=device, validate_archs=val_archs)
+                              lut=lut_path, progress=not no_progress, device=device, validate_archs=val_archs,
+                              sandwich=sandwich)
     _report_training(res, as_json)
 
 

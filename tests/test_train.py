@@ -86,6 +86,20 @@ def test_arch_sampler_is_a_function_of_seed_and_step_and_honours_macs_range():
         ArchSampler(sp, seed=0, macs_range=(1, 2))
 
 
+def test_sandwich_trains_the_widest_arch_inside_the_range_on_even_steps():
+    sp = get_space("mobilenet_v2", resolution=8, num_classes=10, in_channels=1, small_input=True, multiple=8)
+    s = ArchSampler(sp, seed=5, sandwich=True)
+    assert s.sample(0) == s.sample(8) == sp.full()
+    odd = [s.sample(i) for i in range(1, 12, 2)]
+    assert odd == [ArchSampler(sp, seed=5).sample(i) for i in range(1, 12, 2)]  # the random draws are unchanged
+    assert sp.full() not in odd
+    hi = sp.macs(sp.uniform(0.6))
+    capped = ArchSampler(sp, seed=5, macs_range=(0, hi), sandwich=True)
+    widest = capped.sample(0)
+    assert sp.macs(widest) <= hi < sp.macs(sp.uniform(0.7))  # the widest uniform arch under the cap
+    assert capped.describe()["sandwich"] is True
+
+
 def test_evaluate_counts_top1(tiny):
     space, data = tiny
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))

@@ -141,13 +141,23 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 class ArchSampler:
     """Coding vector of step ``s``: uniform on the grid, drawn from a generator seeded by (seed, s) only,
     so every process and every resumed run draws the same one. Optional MACs or LUT-latency ranges
-    are enforced by rejection."""
+    are enforced by rejection.
+
+    ``sandwich``: every even step trains the widest arch instead (the full width, or the widest
+    uniform width inside the range), the odd steps a random coding vector. Measured on
+    Fashion-MNIST and digits (docs/BENCHMARKS.md, "sandwich"): with random archs alone the shared
+    weights must serve ever-different truncations from the first step, and the PruningNet learned
+    very slowly (digits: chance accuracy after 5 epochs at a stable learning rate); anchoring every
+    other step on the widest net (the largest network of the sandwich rule, Yu & Huang 2019) gives the
+    truncated archs a trained network to inherit from.
+    """
 
     MAX_TRIES = 2000
 
     def __init__(self, space: ChannelSpace, seed: int, macs_range: tuple[float, float] | None = None,
-                 latency_range: tuple[float, float] | None = None, lut: str | None = None):
-        self.space, self.seed = space, seed
+                 latency_range: tuple[float, float] | None = None, lut: str | None = None,
+                 sandwich: bool = False):
+        self.space, self.seed, self.sandwich = space, seed, sandwich
         self.macs_range, self.latency_range, self.lut = macs_range, latency_range, lut
         self._predict: Callable[[dict], float] | None = None
         if latency_range is not None:
@@ -166,6 +176,15 @@ class ArchSampler:
             if lo > hi or hi < ends[0] or lo > ends[1]:
                 raise UserError(f"{name} range {lo:g}:{hi:g} misses the space ({ends[0]:g} .. {ends[1]:g}); "
                                 "choose a range inside it")
+        self.widest = self._widest() if sandwich else None
+
+    def _widest(self) -> dict[str, int]:
+        """The full arch, or the widest uniform-width arch inside the range (a random one if none is)."""
+        for k in range(100, 0, -1):
+            arch = self.space.uniform(k / 100)
+            if self.ok(arch):
+                return arch
+        return self.sample(-1)
 
     def ok(self, arch: dict[str, int]) -> bool:
         if self.macs_range and not self.macs_range[0] <= self.space.macs(arch) <= self.macs_range[1]:
@@ -173,6 +192,8 @@ class ArchSampler:
         return not (self.latency_range and not self.latency_range[0] <= self._predict(arch) <= self.latency_range[1])
 
     def sample(self, step: int) -> dict[str, int]:
+        if self.sandwich and step >= 0 and step % 2 == 0:
+            return dict(self.widest)
         rng = random.Random(f"{self.seed}:{step}")
         for _ in range(self.MAX_TRIES):
             arch = self.space.random(rng)
@@ -181,7 +202,7 @@ class ArchSampler:
         raise UserError(f"no arch inside the requested range after {self.MAX_TRIES} random draws; widen the range")
 
     def describe(self) -> dict:
-        return {"macs_range": list(self.macs_range) if self.macs_range else None,
+        return {"sandwich": self.sandwich, "macs_range": list(self.macs_range) if self.macs_range else None,
                 "latency_range": list(self.latency_range) if self.latency_range else None,
                 "lut": str(self.lut) if self.lut else None}
 
@@ -387,14 +408,15 @@ def train_pruningnet(space: ChannelSpace, data: DataSplits, epochs: int | None =
                      macs_range: tuple[float, float] | None = None,
                      latency_range: tuple[float, float] | None = None, lut: str | None = None,
                      progress: bool = True, device: str = "auto", validate_archs: str = "full",
-                     stop_after: int | None = None) -> TrainResult:
+                     stop_after: int | None = None, sandwich: bool | None = None) -> TrainResult:
     """Meta-train a PruningNet on ``data`` (a random coding vector per step), checkpointing to ``out``.
 
     Options left None take the defaults (:data:`DEFAULTS`), or the checkpoint's values on resume.
     After each epoch the generated full-width network (``validate_archs="full"``; also the smallest
     with ``"full+smallest"``; none with ``"none"``) is scored on the sub-validation split after
     BatchNorm recalibration. ``stop_after`` ends this call after that many epochs (the schedule
-    still spans ``epochs``; ``resume`` continues it).
+    still spans ``epochs``; ``resume`` continues it). ``sandwich`` (default on; see
+    :class:`ArchSampler`) trains the widest arch on every other step.
     """
     check_space_data(space, data)
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "hidden": hidden,
@@ -411,9 +433,11 @@ def train_pruningnet(space: ChannelSpace, data: DataSplits, epochs: int | None =
             macs_range = tuple(prev_sampler["macs_range"]) if prev_sampler.get("macs_range") else None
             latency_range = tuple(prev_sampler["latency_range"]) if prev_sampler.get("latency_range") else None
             lut = prev_sampler.get("lut")
+        if sandwich is None:
+            sandwich = bool(prev_sampler.get("sandwich", False))  # checkpoints from before the option
     torch.manual_seed(cfg_seed)  # the PruningBlocks' initialization
     model = PruningNet(space, hidden=DEFAULTS["hidden"] if hidden is None else hidden)
-    sampler = ArchSampler(space, cfg_seed, macs_range, latency_range, lut)
+    sampler = ArchSampler(space, cfg_seed, macs_range, latency_range, lut, sandwich=True if sandwich is None else sandwich)
 
     def forward(runner, x, step):
         arch = sampler.sample(step)
