@@ -144,9 +144,8 @@ def run_quickstart(opt: QuickstartOptions, say: Callable[[str], None] = print) -
     t0 = stage(f"train a PruningNet on {opt.data}")
     ckpt = out / "pruningnet.pt"
     per_class = opt.train_per_class if opt.train_per_class is not None else (600 if opt.data == "fashion-mnist" else None)
-    # digits at the trainer's defaults (lr 0.05, 10 epochs) stays at chance: the generators' shared
-    # weights see a different arch every step and diverge at that rate on 38 steps an epoch. lr 0.02
-    # for 20 epochs reached 0.6+ sub-val accuracy at full width (2026-11-29, 2-core VM).
+    # digits at batch 32 is unstable at the trainer's default lr 0.05 (the plain net too); lr 0.02 for
+    # 20 epochs with sandwich steps reached 0.99 sub-val accuracy at full width (2026-11-29, 2-core VM).
     digits = opt.data == "digits"
     epochs = opt.epochs or (20 if digits else DEFAULTS["epochs"])
     data = data_for(ckpt, True, opt.data, resolution=space.resolution, seed=opt.seed, train_per_class=per_class)
