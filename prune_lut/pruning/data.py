@@ -265,10 +265,11 @@ def load_data(spec: str, resolution: int | None = None, val_per_class: int | Non
 
     if isinstance(train, TensorImages):
         res = resolution or train.x.shape[-1]
-        xf = train.x.float() / 255.0
+        dtype = torch.get_default_dtype()  # float32 unless a caller (e.g. a float64 test) says otherwise
+        xf = train.x.to(dtype) / 255.0
         mean = xf.mean(dim=(0, 2, 3), keepdim=True)
         std = xf.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-        prep = lambda x: _resize((x.float() / 255.0 - mean) / std, res).contiguous()  # noqa: E731
+        prep = lambda x: _resize((x.to(dtype) / 255.0 - mean) / std, res).contiguous()  # noqa: E731
         xt = prep(train.x)
         sub_train, sub_val = TensorImages(xt[tr_idx], y[tr_idx]), TensorImages(xt[va_idx], y[va_idx])
         test = TensorImages(prep(test.x), test.y)
