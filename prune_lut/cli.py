@@ -487,7 +487,8 @@ def train(family, data_spec, resolution, small_input, multiple, val_per_class, t
           weight_decay,
           hidden, seed, out, resume, lut_path, latency_range, macs_range, sandwich, val_archs, device, no_progress,
           as_json):
-    """Meta-train a PruningNet for FAMILY on --data (one random coding vector per step); resumable.
+    """Meta-train a PruningNet for FAMILY on --data (a random coding vector per step, the widest arch
+    on every other one); resumable.
 
     Multi-process: `torchrun --nproc-per-node N -m prune_lut.cli train ...`."""
     from .pruning import train as tr
@@ -579,7 +580,8 @@ def quickstart(out, data_spec, budget_share, epochs, train_per_class, population
 
     opt = QuickstartOptions(out=out, data=data_spec, budget_share=budget_share, epochs=epochs,
                             train_per_class=train_per_class, population=population, generations=generations,
-                            validate_samples=validate_samples, verify=verify, build_lut=build_lut, lut_minutes=lut_minutes, seed=seed)
+                            validate_samples=validate_samples, verify=verify, build_lut=build_lut,
+                            lut_minutes=lut_minutes, seed=seed)
     summary = run_quickstart(opt, say=(lambda m: click.echo(m, err=True)) if as_json else click.echo)
     if as_json:
         echo_json(summary)

@@ -72,6 +72,10 @@ def test_checkpoint_holds_split_space_and_history(tiny, tmp_path):
     with pytest.raises(UserError, match="hidden 2, not 3"):
         train_pruningnet(space, data, out=tmp_path / "c.pt", epochs=2, batch_size=20, hidden=3, resume=True,
                          progress=False)
+    assert ck.header["sampler"]["sandwich"] is True  # the default
+    with pytest.raises(UserError, match="with sandwich steps; drop --no-sandwich"):
+        train_pruningnet(space, data, out=tmp_path / "c.pt", epochs=2, batch_size=20, resume=True, sandwich=False,
+                         progress=False)
 
 
 def test_arch_sampler_is_a_function_of_seed_and_step_and_honours_macs_range():

@@ -433,8 +433,11 @@ def train_pruningnet(space: ChannelSpace, data: DataSplits, epochs: int | None =
             macs_range = tuple(prev_sampler["macs_range"]) if prev_sampler.get("macs_range") else None
             latency_range = tuple(prev_sampler["latency_range"]) if prev_sampler.get("latency_range") else None
             lut = prev_sampler.get("lut")
-        if sandwich is None:
-            sandwich = bool(prev_sampler.get("sandwich", False))  # checkpoints from before the option
+        was = bool(prev_sampler.get("sandwich", False))  # False: checkpoints from before the option
+        if sandwich is not None and sandwich != was:
+            raise UserError(f"{p} was trained {'with' if was else 'without'} sandwich steps; drop "
+                            f"--{'no-' if not sandwich else ''}sandwich to resume, or choose another --out")
+        sandwich = was
     torch.manual_seed(cfg_seed)  # the PruningBlocks' initialization
     model = PruningNet(space, hidden=DEFAULTS["hidden"] if hidden is None else hidden)
     sampler = ArchSampler(space, cfg_seed, macs_range, latency_range, lut, sandwich=True if sandwich is None else sandwich)
