@@ -76,6 +76,8 @@ def run_quickstart(opt: QuickstartOptions, say: Callable[[str], None] = print) -
         raise UserError(f"--data {opt.data!r}: the quickstart runs on {' or '.join(DATA)}")
     if not 0 < opt.budget_share < 1:
         raise UserError(f"--budget-share must lie in (0, 1), got {opt.budget_share}")
+    if opt.verify < 1:
+        raise UserError(f"--verify must be >= 1 (archs measured to pick the winner), got {opt.verify}")
     out = Path(opt.out)
     out.mkdir(parents=True, exist_ok=True)
     space = quickstart_space()
@@ -183,8 +185,6 @@ def run_quickstart(opt: QuickstartOptions, say: Callable[[str], None] = print) -
 
     # 5. export the winner and the baseline, measure them here -----------------------------------------------
     t0 = stage("export and measure")
-    if opt.verify < 1:
-        raise UserError(f"--verify must be >= 1, got {opt.verify}")
     fit = load_fitness(ckpt, seed=opt.seed)
     base = res["uniform_baseline"]
     top = res["top"][:opt.verify]
