@@ -1,7 +1,8 @@
 """Does the search buy accuracy? Searched archs vs uniform-width archs, both trained from scratch.
 
-On Fashion-MNIST (resized to the quickstart space's 8x8, a class-balanced subset: CPU-sized), at
-budgets of about 30/50/70% of the full network's predicted `cpu` latency:
+On Fashion-MNIST (resized to the quickstart space's 8x8, or to --resolution R with a --lut built for
+that space; a class-balanced subset: CPU-sized), at budgets of about 30/50/70% of the full
+network's predicted `cpu` latency:
   1. a PruningNet is trained once (train's loop) on the subset;
   2. one search per budget (the real fitness: BN-recalibrated PruningNet networks on sub-val);
   3. the winner and its uniform-width rival are measured end to end on this CPU (interleaved);
@@ -33,14 +34,17 @@ from prune_lut.pruning.data import load_data
 from prune_lut.pruning.evolution import EvolutionConfig
 from prune_lut.pruning.export import onnx_model
 from prune_lut.pruning.net import build_net
-from prune_lut.pruning.quickstart import quickstart_space
+from prune_lut.pruning.quickstart import SPACE
+from prune_lut.pruning.space import get_space
 from prune_lut.pruning.search import load_result, search_checkpoint
 from prune_lut.pruning.train import train_plain, train_pruningnet
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--lut", help="cpu table of the quickstart space (default: the shipped one)")
+    ap.add_argument("--lut", help="cpu table of the space (default: the shipped one of the quickstart space)")
+    ap.add_argument("--resolution", type=int, default=SPACE["resolution"],
+                    help="image size: the quickstart space at another resolution (needs a --lut built for it)")
     ap.add_argument("--out", default="runs/fmnist-search")
     ap.add_argument("--train-per-class", type=int, default=300)
     ap.add_argument("--pn-epochs", type=int, default=8)
@@ -52,7 +56,7 @@ def main() -> None:
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    space = quickstart_space()
+    space = get_space(**{**SPACE, "resolution": a.resolution})
     if a.lut is None:
         from prune_lut.lut_data import find_table
 
@@ -66,7 +70,7 @@ def main() -> None:
                    "calibrated": pred.calibrated, "full_predicted_ms": full_ms,
                    "settings": vars(a), "budgets": report.get("budgets", {})})
 
-    data = load_data("fashion-mnist", resolution=8, train_per_class=a.train_per_class, seed=0)
+    data = load_data("fashion-mnist", resolution=a.resolution, train_per_class=a.train_per_class, seed=0)
     ckpt = out / "pruningnet.pt"
     t0 = time.perf_counter()
     train_pruningnet(space, data, epochs=a.pn_epochs, out=ckpt, resume=True, progress=False, validate_archs="none")
