@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from prune_lut.pruning.data import load_data
 from prune_lut.pruning.net import build_net
 from prune_lut.pruning.pruningnet import PruningNet
-from prune_lut.pruning.train import plain_param_groups, space_for_data
+from prune_lut.pruning.train import make_sgd, plain_param_groups, space_for_data
 
 
 class Stepper:
@@ -28,7 +28,7 @@ class Stepper:
 
     def __init__(self, model, forward, groups, x, y):
         self.model, self.forward, self.x, self.y = model.train(), forward, x, y
-        self.opt = torch.optim.SGD(groups, lr=0.01, momentum=0.9)
+        self.opt = make_sgd(groups, 0.01, 0.9)  # the optimizer training uses
         self.i = 0
 
     def __call__(self) -> float:
