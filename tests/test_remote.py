@@ -106,8 +106,9 @@ def test_remote_measurements_match_local_ones(ssh_opts, models):
     here = LocalMeter(dev).measure_many(models, protocol=FAST)
     for r, h in zip(got, here):
         assert r["reps"] >= FAST["min_reps"]
-        # same machine behind loopback: within noise (the CPU is shared with other jobs)
-        assert 0.5 < r["median_ms"] / h["median_ms"] < 2.0
+        # same machine behind loopback: the same order of magnitude. The bounds catch a wrong model or
+        # unit, not this 2-vCPU VM's drift (whole builds a minute apart differed by up to 2x)
+        assert 0.25 < r["median_ms"] / h["median_ms"] < 4.0
 
 
 @needs_sshd
