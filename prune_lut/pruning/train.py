@@ -435,10 +435,10 @@ def train_pruningnet(space: ChannelSpace, data: DataSplits, epochs: int | None =
     # options fixed by the checkpoint must be known before the model is built
     p = Path(out)
     if resume and p.exists():
-        prev = load_checkpoint(p).header["config"]
+        header = load_checkpoint(p).header  # one read of a file of hundreds of MB
+        prev, prev_sampler = header["config"], header.get("sampler", {})
         cfg_seed = prev["seed"] if seed is None else seed
         hidden = prev["hidden"] if hidden is None else hidden
-        prev_sampler = load_checkpoint(p).header.get("sampler", {})
         if macs_range is None and latency_range is None and prev_sampler:
             macs_range = tuple(prev_sampler["macs_range"]) if prev_sampler.get("macs_range") else None
             latency_range = tuple(prev_sampler["latency_range"]) if prev_sampler.get("latency_range") else None
