@@ -47,6 +47,10 @@ def main() -> None:
                     help="image size: the quickstart space at another resolution (needs a --lut built for it)")
     ap.add_argument("--out", default="runs/fmnist-search")
     ap.add_argument("--train-per-class", type=int, default=300)
+    ap.add_argument("--val-per-class", type=int, default=100,
+                    help="sub-validation images per class: what the search scores archs on")
+    ap.add_argument("--pn-latency-range", help="LO,HI: train the PruningNet on archs predicted between these "
+                    "shares of the full net's latency (train --latency-range); default: the whole space")
     ap.add_argument("--pn-epochs", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=6, help="from-scratch epochs per arch")
     ap.add_argument("--seeds", type=int, default=3)
@@ -70,10 +74,13 @@ def main() -> None:
                    "calibrated": pred.calibrated, "full_predicted_ms": full_ms,
                    "settings": vars(a), "budgets": report.get("budgets", {})})
 
-    data = load_data("fashion-mnist", resolution=a.resolution, train_per_class=a.train_per_class, seed=0)
+    data = load_data("fashion-mnist", resolution=a.resolution, train_per_class=a.train_per_class,
+                     val_per_class=a.val_per_class, seed=0)
     ckpt = out / "pruningnet.pt"
     t0 = time.perf_counter()
-    train_pruningnet(space, data, epochs=a.pn_epochs, out=ckpt, resume=True, progress=False, validate_archs="none")
+    lat_range = tuple(float(x) * full_ms for x in a.pn_latency_range.split(",")) if a.pn_latency_range else None
+    train_pruningnet(space, data, epochs=a.pn_epochs, out=ckpt, resume=True, progress=False, validate_archs="none",
+                     latency_range=lat_range, lut=a.lut if lat_range else None)
     report["pruningnet_s"] = report.get("pruningnet_s") or time.perf_counter() - t0
 
     ratios = sorted({r for r in space.grid})
