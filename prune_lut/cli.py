@@ -118,7 +118,8 @@ def space(family, resolution, num_classes, in_channels, small_input, multiple, a
 @click.option("--out", required=True, type=click.Path(), help="Output file.")
 @click.option("--arch-out", type=click.Path(), help="Also write the arch JSON here.")
 @click.option("--result", "result_file", type=click.Path(), help="Export an arch of this `search` result instead.")
-@click.option("--rank", type=int, default=1, show_default=True, help="With --result: 1 = best, K = K-th best.")
+@click.option("--rank", type=int, help="With --result: 1 = best, K = K-th best (default: the winner "
+              "measured by `search --verify` where the result has one, else 1).")
 @click.option("--weights", type=click.Choice(["fresh", "pruningnet"]), default="fresh", show_default=True,
               help="With --result: fresh initialization, or the PruningNet's weights (BN recalibrated).")
 @click.option("--checkpoint", type=click.Path(), help="With --weights pruningnet: the PruningNet checkpoint "
@@ -136,6 +137,10 @@ def export(arch_file, family, uniform, rand, seed, resolution, num_classes, in_c
             raise UserError("give one of ARCH_FILE, --family or --result")
         from .pruning.search import export_result
 
+        if rank is None:
+            from .pruning.search import load_result
+
+            rank = (load_result(result_file).get("verified") or {}).get("winner_rank") or 1
         sp, arch, entry = export_result(result_file, out, rank, fmt, weights, checkpoint, arch_out, seed=seed)
         lat = ", ".join(f"{v:.4g} ms on {d}" for d, v in entry["latency_ms"].items())
         click.echo(f"wrote {out} ({fmt}, {weights} weights): rank {rank} of {result_file}, {sp.family}, "
@@ -288,9 +293,13 @@ def validate(lut_path, samples, seed, fit, fit_share, repeat_share, plot_path, a
 @click.option("--out", default="result.json", show_default=True, type=click.Path(), help="Result JSON.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted search (state beside --out).")
 @click.option("--plot", type=click.Path(), help="PNG of every arch evaluated, Pareto front, budget, baseline.")
+@click.option("--verify", type=int, default=0, show_default=True,
+              help="Measure the best K archs on each budget's device (here, or on a board over ssh: "
+                   "--host, or the profile's host); the winner is the best one that meets every budget as measured.")
+@remote_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON.")
 def search(checkpoint, luts, latency_ms, macs_m, population, generations, parents, mutation_prob, recal_batches,
-           recal_batch_size, threads, seed, out, resume, plot, as_json):
+           recal_batch_size, threads, seed, out, resume, plot, verify, host, as_json):
     """Evolutionary search for the most accurate arch under latency budgets (one per --lut device).
 
     Runs under torchrun too: `torchrun --nproc-per-node 2 -m prune_lut.cli search ...` splits each
@@ -305,7 +314,7 @@ def search(checkpoint, luts, latency_ms, macs_m, population, generations, parent
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     res = search_checkpoint(checkpoint, luts, latency_ms, cfg, out, macs_m=macs_m, resume=resume, plot=plot,
                             recal_batches=recal_batches, recal_batch_size=recal_batch_size, threads=threads,
-                            progress=say)
+                            progress=say, verify=verify, host=host)
     if not res:
         return
     if as_json:
@@ -318,6 +327,20 @@ def search(checkpoint, luts, latency_ms, macs_m, population, generations, parent
         blat = ", ".join(f"{v:.4g} ms on {d}" for d, v in base["latency_ms"].items())
         click.echo(f"uniform x{base['ratio']:g}: {base['accuracy']:.2%} at {blat} "
                    f"({100 * (best['accuracy'] - base['accuracy']):+.2f} points for the search)")
+    ver = res.get("verified")
+    if ver:
+        for w in ver["warnings"]:
+            click.echo(f"warning: {w}", err=True)
+        for v in ver["archs"] + ([{**ver["uniform"], "rank": f"uniform x{ver['uniform']['ratio']:g}"}]
+                                 if ver["uniform"] else []):
+            meas = ", ".join(f"{ms:.4g} ms on {d} ({v['error_pct'][d]:+.1f}% predicted)"
+                             for d, ms in v["measured_ms"].items())
+            click.echo(f"  measured #{v['rank']}: {meas}: {'meets' if v['meets'] else 'over'} the budget")
+        if ver["winner_rank"] is None:
+            click.echo(f"warning: none of the best {ver['k']} archs measured under every budget; "
+                       "raise --verify or lower the budget", err=True)
+        else:
+            click.echo(f"winner (measured): #{ver['winner_rank']}; `prune-lut export --result {out}` exports it")
     click.echo(f"{res['evaluations']} archs evaluated in {res['elapsed_s']:.0f} s; wrote {out}"
                + (f" and {plot}" if plot else ""))
 

@@ -216,3 +216,73 @@ def test_two_processes_equal_one(checkpoint, lut_path, full_ms, tmp_path):
     two = json.loads((tmp_path / "two.json").read_text())
     assert two["evaluated"] == one["evaluated"] and two["top"] == one["top"]
     assert two["uniform_baseline"] == one["uniform_baseline"]
+
+
+def test_verify_measures_the_best_archs_and_export_takes_the_measured_winner(space, checkpoint, lut_path, full_ms,
+                                                                            tmp_path):
+    """--verify K: the best K archs and the uniform baseline measured on the table's device (real ORT
+    sessions); the winner is the first that meets the budget as measured, and export defaults to it."""
+    budget = 0.5 * full_ms
+    out = tmp_path / "r.json"
+    r = run_cli(*search_args(checkpoint, lut_path, budget, out), "--verify", 2)
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())
+    ver = res["verified"]
+    assert ver["k"] == 2 and [v["rank"] for v in ver["archs"]] == [1, 2]
+    for v, e in zip(ver["archs"] + [ver["uniform"]], res["top"][:2] + [res["uniform_baseline"]]):
+        ms = v["measured_ms"]["cpu"]
+        assert 0.25 < e["latency_ms"]["cpu"] / ms < 4  # a real measurement of this net, not another's
+        assert v["meets"] == (ms <= budget)
+        assert v["error_pct"]["cpu"] == pytest.approx(100 * (e["latency_ms"]["cpu"] / ms - 1))
+    assert ver["uniform"]["ratio"] == res["uniform_baseline"]["ratio"]
+    meeting = [v["rank"] for v in ver["archs"] if v["meets"]]
+    assert ver["winner_rank"] == (meeting[0] if meeting else None)
+    assert "measured #1" in r.output and "measured #uniform" in r.output
+    r = run_cli("export", "--result", out, "--out", tmp_path / "w.onnx", "--arch-out", tmp_path / "w.json")
+    assert r.exit_code == 0, r.output
+    want = res["top"][(ver["winner_rank"] or 1) - 1]["arch"]["genes"]
+    assert json.loads((tmp_path / "w.json").read_text())["genes"] == want
+
+
+def test_verify_refuses_a_device_this_host_cannot_measure_before_searching(checkpoint, lut_path, full_ms, tmp_path):
+    from prune_lut.devices import get_device
+
+    lut = LUT.load(lut_path)
+    lut.device = get_device("rpi5").to_dict()  # a table measured on a board this host cannot reach
+    board = tmp_path / "rpi5.lut.json.gz"
+    lut.save(board)
+    out = tmp_path / "r.json"
+    r = run_cli(*search_args(checkpoint, str(board), 0.5 * full_ms, out), "--verify", 1)
+    assert r.exit_code == 2
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and "--verify" in lines[0] and "rpi5" in lines[0] and "--host" in lines[0], r.output
+    assert not out.exists() and not state_path(out).exists()  # refused before any evaluation
+
+
+def test_verify_on_a_board_over_ssh(checkpoint, lut_path, full_ms, tmp_path):
+    """`search --verify 1 --host board`: a board's table (rpi5 profile) verified through a real sshd on
+    loopback, in a subprocess (ssh options are process-wide)."""
+    import sshd as sshd_mod
+    from prune_lut.devices import get_device
+
+    if sshd_mod.skip_reason():
+        pytest.skip(sshd_mod.skip_reason())
+    lut = LUT.load(lut_path)
+    lut.device = get_device("rpi5").to_dict()
+    board = tmp_path / "rpi5.lut.json.gz"
+    lut.save(board)
+    server = sshd_mod.SSHServer(tmp_path / "sshd").start()
+    try:
+        out = tmp_path / "r.json"
+        env = {**os.environ, "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+        r = subprocess.run([sys.executable, "-m", "prune_lut.cli", *map(str, search_args(
+            checkpoint, str(board), 0.5 * full_ms, out)), "--verify", "1", "--host", "board",
+            "--ssh-config", str(server.ssh_config)], env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        server.stop()
+    assert r.returncode == 0, r.stderr[-3000:]
+    ver = json.loads(out.read_text())["verified"]
+    assert ver["measured_on"]["rpi5"]["host"] == "board" and ver["measured_on"]["rpi5"]["threads"] == 4
+    pred = json.loads(out.read_text())["top"][0]["latency_ms"]["rpi5"]
+    assert 0.25 < pred / ver["archs"][0]["measured_ms"]["rpi5"] < 4

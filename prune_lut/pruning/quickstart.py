@@ -71,6 +71,7 @@ def run_quickstart(opt: QuickstartOptions, say: Callable[[str], None] = print) -
     from .search import load_fitness, plot_result, search_checkpoint, state_path
     from .train import DEFAULTS, data_for, evaluate, load_checkpoint, train_pruningnet
     from .validation import validate_lut
+    from .verify import first_meeting
 
     if opt.data not in DATA:
         raise UserError(f"--data {opt.data!r}: the quickstart runs on {' or '.join(DATA)}")
@@ -205,11 +206,11 @@ def run_quickstart(opt: QuickstartOptions, say: Callable[[str], None] = print) -
         archs[name].update(measured_ms=m.median_ms, measured_spread_ms=m.spread_ms, onnx=str(files[name]))
         archs[name]["error_pct"] = 100 * (archs[name]["predicted_ms"] / m.median_ms - 1)
     # the winner: the search's most accurate arch that meets the budget as measured here
-    ok = [i for i in range(len(top)) if archs[f"top{i + 1}"]["measured_ms"] <= budget]
-    pick = ok[0] if ok else 0
+    first = first_meeting([{"here": archs[f"top{i + 1}"]["measured_ms"]} for i in range(len(top))], {"here": budget})
+    pick = first or 0
     best = top[pick]
     shutil.copyfile(files[f"top{pick + 1}"], out / "winner.onnx")
-    if not ok:
+    if first is None:
         say(f"warning: none of the search's best {len(top)} archs measured under the budget here; "
             "reporting the best one (raise --verify, or lower the budget)")
     elif pick:

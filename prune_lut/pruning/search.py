@@ -380,14 +380,17 @@ def search_checkpoint(checkpoint: str | os.PathLike, luts: Sequence[str], latenc
                       config: EvolutionConfig, out: str | os.PathLike, *, macs_m: float | None = None,
                       resume: bool = False, plot: str | os.PathLike | None = None, recal_batches: int = 4,
                       recal_batch_size: int = 128, top_k: int | None = None, threads: int = 1,
-                      progress: Callable[[str], None] | None = None, stop_after: int | None = None) -> dict:
+                      progress: Callable[[str], None] | None = None, stop_after: int | None = None,
+                      verify: int = 0, host: tuple[str, ...] | str | None = None) -> dict:
     """Search the space of ``checkpoint`` under the budgets; under torchrun, ranks share the evaluations.
 
     ``threads``: torch threads per process while scoring. One by default: the candidate networks
     are small, their time goes to per-operator overhead, and a second OpenMP thread on a busy
     2-core machine made BN recalibration up to 100x slower here (0.12 s vs 13 s per arch); use
     torchrun processes to use more cores. Writes ``out`` (and ``plot``) on rank 0 and returns the
-    result (an empty dict on other ranks).
+    result (an empty dict on other ranks). ``verify`` > 0 measures that many of the best archs on
+    the budget devices afterwards (a board's over ssh: ``host``) and adds ``verified`` to the
+    result (:mod:`.verify`).
     """
     import torch
 
@@ -398,24 +401,32 @@ def search_checkpoint(checkpoint: str | os.PathLike, luts: Sequence[str], latenc
     torch.set_num_threads(max(1, threads))
     try:
         return _search_checkpoint(dist, checkpoint, luts, latency_ms, config, out, macs_m, resume, plot,
-                                  recal_batches, recal_batch_size, top_k, progress, stop_after)
+                                  recal_batches, recal_batch_size, top_k, progress, stop_after, verify, host)
     finally:
         torch.set_num_threads(saved_threads)
 
 
 def _search_checkpoint(dist, checkpoint, luts, latency_ms, config, out, macs_m, resume, plot, recal_batches,
-                       recal_batch_size, top_k, progress, stop_after) -> dict:
+                       recal_batch_size, top_k, progress, stop_after, verify, host) -> dict:
+    from .verify import budget_meters, verify_result
+
     times = SearchTimes()
     ck = _pruningnet_checkpoint(checkpoint)
     space = ck.space
     constraints = Constraints(space, load_budgets(space, luts, latency_ms),
                               None if macs_m is None else macs_m * 1e6)
     constraints.check_reachable()  # before the data is loaded: an impossible budget is answered at once
+    if verify < 0:
+        raise UserError(f"--verify must be >= 0 (0: no measurement), got {verify}")
+    meters = budget_meters(constraints.describe()["latency"], host) if verify and dist.main else None
     fit = PruningNetFitness(ck.pruningnet, ck.load_data(), recal_batches, recal_batch_size, config.seed, times)
     meta = {"checkpoint": str(checkpoint), "fitness": fit.describe()}
     result = run_search(space, constraints, split_over_ranks(fit), config, out, resume=resume, meta=meta,
                         times=times, top_k=top_k, progress=progress if dist.main else None,
                         write=dist.main, stop_after=stop_after)
+    if dist.main and verify and result:
+        result["verified"] = verify_result(result, space, verify, meters)
+        write_json_atomic(out, result)
     if dist.main and plot and result:
         plot_result(result, plot)
     dist.barrier()

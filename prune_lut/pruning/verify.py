@@ -1,0 +1,102 @@
+"""Measure a search's best archs on its budget devices; the winner is the best one that meets them measured.
+
+A lookup table predicts a network's latency from its layers, and a search that optimizes against
+the prediction finds the archs it under-predicts: the quickstart measured its five best 6-10% above
+their predictions while the uniform arch was within 1.5% (docs/BENCHMARKS.md). So after the
+search, the best ``k`` archs and the uniform baseline are exported (fresh weights: latency does
+not depend on them) and measured interleaved, in one call per device, on every budget's device:
+with the profile stored in that device's table, here, or over SSH on a board (``--host``, or the
+profile's ``host``).
+The winner is the first arch in search order whose measured latency meets every budget.
+"""
+from __future__ import annotations
+
+from ..devices import Device
+from ..errors import UserError
+from ..latency.lutfile import LUT
+from ..latency.measure import get_meter, measure_many
+from .space import ChannelSpace
+
+HARDWARE = ("cpu", "gpu")  # provenance fields that must match for a measurement here to verify the table
+
+
+def first_meeting(measured: list[dict[str, float]], budgets: dict[str, float]) -> int | None:
+    """Index of the first arch whose measured latency meets every budget (search order), or None."""
+    return next((i for i, m in enumerate(measured) if all(m[d] <= ms for d, ms in budgets.items())), None)
+
+
+def budget_meters(budgets: list[dict], host: tuple[str, ...] | str | None = None) -> dict[str, tuple]:
+    """(device profile, meter, the table's hardware) per budget device, from the profiles stored in the tables.
+
+    ``host`` (ssh destinations of identical boards) measures the one budget device that lives on
+    another board. Raises one clear line where a device cannot be measured, so a search asked to
+    verify fails before it starts, not after.
+    """
+    devs, hw = {}, {}
+    for b in budgets:
+        lut = LUT.load(b["lut"])
+        if not lut.device:
+            raise UserError(f"{b['lut']}: the table names no device profile, so its device cannot be measured")
+        devs[b["device"]] = Device.from_dict(lut.device)
+        hw[b["device"]] = {k: (lut.provenance or {}).get(k) for k in HARDWARE}
+    boards = [n for n, d in devs.items() if d.remote_only and not d.host]
+    if host and len(boards) > 1:
+        raise UserError(f"--host names one kind of board, but {len(boards)} budgets are on other boards "
+                        f"({', '.join(boards)}); verify them one device per search")
+    out = {}
+    for name, dev in devs.items():
+        if name in boards and not host:
+            raise UserError(f"--verify measures on each budget's device, and {name!r} is another board "
+                            f"({dev.description or dev.backend}); add --host USER@BOARD, or search without --verify")
+        try:
+            out[name] = (dev, get_meter(dev, host if name in boards else None), hw[name])
+        except UserError as e:
+            raise UserError(f"--verify measures on each budget's device: {e}") from None
+    return out
+
+
+def verify_result(result: dict, space: ChannelSpace, k: int, meters: dict | None = None) -> dict:
+    """Measure the ``k`` best archs of ``result`` (and its uniform baseline); return the ``verified`` record.
+
+    ``meters``: from :func:`budget_meters` (made here when not given).
+    """
+    from .export import onnx_model
+    from .net import build_net
+
+    if k < 1:
+        raise UserError(f"--verify must be >= 1 (archs measured to pick the winner), got {k}")
+    budgets = {b["device"]: b["latency_ms"] for b in result["budgets"]["latency"]}
+    meters = meters or budget_meters(result["budgets"]["latency"])
+    entries = list(result["top"][:k])
+    base = result.get("uniform_baseline")
+    archs = [space.validate(e["arch"]["genes"]) for e in entries + ([base] if base else [])]
+    models = [onnx_model(space, build_net(space, a).eval()).SerializeToString() for a in archs]
+    measured = [{} for _ in archs]
+    spreads = [{} for _ in archs]
+    warnings, where = [], {}
+    for name, (dev, meter, table_hw) in meters.items():
+        try:
+            here = meter.info()
+            where[name] = {"host": here.get("ssh_host") or here.get("host"), "cpu": here.get("cpu"),
+                           "gpu": here.get("gpu"), "threads": dev.threads}
+            other = {k: (v, here.get(k)) for k, v in table_hw.items() if v and here.get(k) and v != here.get(k)}
+            if other:
+                warnings.append(f"{name}: the table was measured on " + ", ".join(
+                    f"{k} {a!r}" for k, (a, _) in other.items()) + " and verification ran on " + ", ".join(
+                    f"{k} {b!r}" for k, (_, b) in other.items()) + ": the measured times are that hardware's")
+            for i, m in enumerate(measure_many(dev, models, meter=meter)):
+                measured[i][name], spreads[i][name] = m.median_ms, m.spread_ms
+        finally:
+            if hasattr(meter, "close"):  # ssh connections to boards
+                meter.close()
+
+    def row(e: dict, i: int) -> dict:
+        return {"measured_ms": measured[i], "spread_ms": spreads[i],
+                "error_pct": {d: 100 * (e["latency_ms"][d] / measured[i][d] - 1) for d in budgets},
+                "meets": all(measured[i][d] <= ms for d, ms in budgets.items())}
+
+    rows = [{"rank": e["rank"], "accuracy": e["accuracy"], **row(e, i)} for i, e in enumerate(entries)]
+    pick = first_meeting(measured[:len(entries)], budgets)
+    return {"k": len(entries), "archs": rows, "measured_on": where, "warnings": warnings,
+            "uniform": {"ratio": base["ratio"], **row(base, len(entries))} if base else None,
+            "winner_rank": None if pick is None else entries[pick]["rank"]}
