@@ -115,3 +115,22 @@ def test_bad_settings():
 def test_pareto_front():
     pts = [(1.0, 0.5), (2.0, 0.4), (2.0, 0.7), (3.0, 0.7), (4.0, 0.9), (0.5, 0.1)]
     assert pareto_front(pts) == [5, 0, 2, 4]
+
+
+def test_level_draws_cover_every_size_uniform_genes_do_not(space):
+    """Random archs are drawn by level: their MACs span the space, where gene-by-gene uniform draws
+    pile up in the middle (so a budget near either end got almost no random archs near it)."""
+    import numpy as np
+
+    evo, _ = make(space, seed=0)
+    full = space.macs(space.full())
+    level = np.array([space.macs(evo.level_arch()) / full for _ in range(400)])
+    uniform = np.array([space.macs(evo.random_arch()) / full for _ in range(400)])
+    for lo, hi in ((0.0, 0.15), (0.6, 1.0)):
+        assert np.mean((level >= lo) & (level <= hi)) >= 0.1
+        assert np.mean((uniform >= lo) & (uniform <= hi)) < 0.02
+    # each draw keeps its genes near one level: ranks within the window (LEVEL_WIDTH = half the choices)
+    for _ in range(50):
+        a = evo.level_arch()
+        ranks = [sorted(space.genes[n].choices).index(w) / len(space.genes[n].choices) for n, w in a.items()]
+        assert max(ranks) - min(ranks) <= 0.5 + 2 / min(len(g.choices) for g in space.genes.values())
