@@ -9,9 +9,9 @@ anything already seen and archs that fail the constraint are rejected before eva
 
 One departure from the reference: random archs are drawn *by level* (:meth:`Evolution.level_arch`),
 not gene by gene uniformly. With 25 independent uniform genes an arch's size concentrates near the
-middle of the space (central limit): on the 14x14 quickstart space 90% of uniform draws were
-predicted at 35-56% of the full net's latency and none under 30%, so a 70% budget's search never
-evaluated an arch in the last fifth of its budget (docs/BENCHMARKS.md). Drawing a level first
+middle of the space (central limit): on the 14x14 quickstart space 400 uniform draws were all
+predicted between 30% and 65% of the full net's latency (90% at 35-56%), and a 70% budget's
+search never evaluated an arch in the last fifth of its budget (docs/BENCHMARKS.md). Drawing a level first
 and the genes around it spreads the population over every size the budget admits.
 
 Nothing here knows about networks: an arch is ``{gene: choice}``, ``fitness`` scores a batch of
