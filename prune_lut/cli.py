@@ -333,7 +333,7 @@ def search(checkpoint, luts, latency_ms, macs_m, population, generations, parent
             click.echo(f"warning: {w}", err=True)
         for v in ver["archs"] + ([{**ver["uniform"], "rank": f"uniform x{ver['uniform']['ratio']:g}"}]
                                  if ver["uniform"] else []):
-            meas = ", ".join(f"{ms:.4g} ms on {d} ({v['error_pct'][d]:+.1f}% predicted)"
+            meas = ", ".join(f"{ms:.4g} ms on {d} (prediction {v['error_pct'][d]:+.1f}%)"
                              for d, ms in v["measured_ms"].items())
             click.echo(f"  measured #{v['rank']}: {meas}: {'meets' if v['meets'] else 'over'} the budget")
         if ver["winner_rank"] is None:
