@@ -25,6 +25,7 @@ import json
 import platform
 import random
 import re
+import sys
 import time
 
 import numpy as np
@@ -76,7 +77,7 @@ def main() -> None:
         print(f"round {r}: t={rounds[-1]['t']:.0f} s, reference {res[0]['median_ms']:.3f} ms", flush=True)
 
     base = rounds[0]
-    report = {"command": "python benchmarks/" + " ".join(__import__("sys").argv), "host": platform.node(),
+    report = {"command": "python " + " ".join(sys.argv), "host": platform.node(),
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "settings": vars(a), "info": meter.info(), "rounds": []}
     for rd in rounds[1:]:
