@@ -137,13 +137,9 @@ def export(arch_file, family, uniform, rand, seed, resolution, num_classes, in_c
             raise UserError("give one of ARCH_FILE, --family or --result")
         from .pruning.search import export_result
 
-        if rank is None:
-            from .pruning.search import load_result
-
-            rank = (load_result(result_file).get("verified") or {}).get("winner_rank") or 1
         sp, arch, entry = export_result(result_file, out, rank, fmt, weights, checkpoint, arch_out, seed=seed)
         lat = ", ".join(f"{v:.4g} ms on {d}" for d, v in entry["latency_ms"].items())
-        click.echo(f"wrote {out} ({fmt}, {weights} weights): rank {rank} of {result_file}, {sp.family}, "
+        click.echo(f"wrote {out} ({fmt}, {weights} weights): rank {entry['rank']} of {result_file}, {sp.family}, "
                    f"{sp.macs(arch) / 1e6:.2f} M MACs, predicted {lat}, search accuracy {entry['accuracy']:.2%}")
         return
     if weights != "fresh" or checkpoint is not None:

@@ -88,6 +88,7 @@ class Evolution:
             grouped |= set(g)
             self.groups.append(g)
         self.groups += [(n,) for n in self.genes if n not in grouped]
+        self._ascending = {g: sorted(self.genes[g[0]]) for g in self.groups}  # level draws rank choices
         self.rng = random.Random(config.seed)
         self.generation = 0
         self.scored: list[Scored] = []  # every evaluated arch, in evaluation order
@@ -116,7 +117,7 @@ class Evolution:
         t = self.rng.random()
         arch: Arch = {}
         for g in self.groups:
-            ch = sorted(self.genes[g[0]])
+            ch = self._ascending[g]
             lo = min(len(ch) - 1, max(0, int((t - width / 2) * len(ch))))
             hi = min(len(ch), max(lo + 1, math.ceil((t + width / 2) * len(ch))))
             arch.update(dict.fromkeys(g, ch[self.rng.randrange(lo, hi)]))

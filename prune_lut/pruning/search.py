@@ -418,7 +418,7 @@ def _search_checkpoint(dist, checkpoint, luts, latency_ms, config, out, macs_m, 
     constraints.check_reachable()  # before the data is loaded: an impossible budget is answered at once
     if verify < 0:
         raise UserError(f"--verify must be >= 0 (0: no measurement), got {verify}")
-    meters = budget_meters(constraints.describe()["latency"], host) if verify and dist.main else None
+    meters = budget_meters(constraints.budgets, host) if verify and dist.main else None
     fit = PruningNetFitness(ck.pruningnet, ck.load_data(), recal_batches, recal_batch_size, config.seed, times)
     meta = {"checkpoint": str(checkpoint), "fitness": fit.describe()}
     result = run_search(space, constraints, split_over_ranks(fit), config, out, resume=resume, meta=meta,
@@ -433,12 +433,13 @@ def _search_checkpoint(dist, checkpoint, luts, latency_ms, config, out, macs_m, 
     return result if dist.main else {}
 
 
-def export_result(result_path: str | os.PathLike, out: str | os.PathLike, rank: int = 1, fmt: str = "onnx",
+def export_result(result_path: str | os.PathLike, out: str | os.PathLike, rank: int | None = None, fmt: str = "onnx",
                   weights: str = "fresh", checkpoint: str | os.PathLike | None = None,
                   arch_out: str | os.PathLike | None = None, recal_batches: int = 4,
                   recal_batch_size: int = 128, seed: int = 0) -> tuple[ChannelSpace, Arch, dict]:
     """Export the ``rank``-th arch of a search result: fresh weights, or the PruningNet's (BN recalibrated).
 
+    ``rank`` None: the winner measured by ``search --verify`` where the result has one, else the best.
     Returns (space, arch, its entry in the result).
     """
     from .arch import save_arch
@@ -446,6 +447,8 @@ def export_result(result_path: str | os.PathLike, out: str | os.PathLike, rank: 
     from .net import build_net
 
     result = load_result(result_path)
+    if rank is None:
+        rank = (result.get("verified") or {}).get("winner_rank") or 1
     space, arch = result_arch(result, rank, str(result_path))
     if weights == "pruningnet":
         ckpt = checkpoint or result.get("checkpoint")

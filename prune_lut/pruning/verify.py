@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from ..devices import Device
 from ..errors import UserError
-from ..latency.lutfile import LUT
 from ..latency.measure import get_meter, measure_many
 from .space import ChannelSpace
 
@@ -25,8 +24,9 @@ def first_meeting(measured: list[dict[str, float]], budgets: dict[str, float]) -
     return next((i for i, m in enumerate(measured) if all(m[d] <= ms for d, ms in budgets.items())), None)
 
 
-def budget_meters(budgets: list[dict], host: tuple[str, ...] | str | None = None) -> dict[str, tuple]:
-    """(device profile, meter, the table's hardware) per budget device, from the profiles stored in the tables.
+def budget_meters(budgets: list, host: tuple[str, ...] | str | None = None) -> dict[str, tuple]:
+    """(device profile, meter, the table's hardware) per budget device, from the profiles stored in the
+    tables of ``budgets`` (the search's :class:`~.search.LatencyBudget` s, tables already loaded).
 
     ``host`` (ssh destinations of identical boards) measures the one budget device that lives on
     another board. Raises one clear line where a device cannot be measured, so a search asked to
@@ -34,11 +34,11 @@ def budget_meters(budgets: list[dict], host: tuple[str, ...] | str | None = None
     """
     devs, hw = {}, {}
     for b in budgets:
-        lut = LUT.load(b["lut"])
+        lut = b.predictor.lut
         if not lut.device:
-            raise UserError(f"{b['lut']}: the table names no device profile, so its device cannot be measured")
-        devs[b["device"]] = Device.from_dict(lut.device)
-        hw[b["device"]] = {k: (lut.provenance or {}).get(k) for k in HARDWARE}
+            raise UserError(f"{b.lut_path}: the table names no device profile, so its device cannot be measured")
+        devs[b.device] = Device.from_dict(lut.device)
+        hw[b.device] = {k: (lut.provenance or {}).get(k) for k in HARDWARE}
     boards = [n for n, d in devs.items() if d.remote_only and not d.host]
     if host and len(boards) > 1:
         raise UserError(f"--host names one kind of board, but {len(boards)} budgets are on other boards "
@@ -55,18 +55,13 @@ def budget_meters(budgets: list[dict], host: tuple[str, ...] | str | None = None
     return out
 
 
-def verify_result(result: dict, space: ChannelSpace, k: int, meters: dict | None = None) -> dict:
-    """Measure the ``k`` best archs of ``result`` (and its uniform baseline); return the ``verified`` record.
-
-    ``meters``: from :func:`budget_meters` (made here when not given).
-    """
+def verify_result(result: dict, space: ChannelSpace, k: int, meters: dict) -> dict:
+    """Measure the ``k`` (>= 1) best archs of ``result`` and its uniform baseline with ``meters``
+    (:func:`budget_meters`); return the ``verified`` record."""
     from .export import onnx_model
     from .net import build_net
 
-    if k < 1:
-        raise UserError(f"--verify must be >= 1 (archs measured to pick the winner), got {k}")
     budgets = {b["device"]: b["latency_ms"] for b in result["budgets"]["latency"]}
-    meters = meters or budget_meters(result["budgets"]["latency"])
     entries = list(result["top"][:k])
     base = result.get("uniform_baseline")
     archs = [space.validate(e["arch"]["genes"]) for e in entries + ([base] if base else [])]
