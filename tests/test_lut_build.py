@@ -201,3 +201,20 @@ def test_cli_build_bad_shard_one_line(tmp_path):
     r = CliRunner().invoke(main, ["build", "--device", "cpu", "--family", "mobilenet_v2", "--small-input",
                                   "--shard", "3/2", "--out", str(tmp_path / "x.json.gz")])
     assert r.exit_code == 2 and "--shard '3/2'" in r.output
+
+
+def test_sum_to_e2e_is_never_a_falling_line():
+    """A few networks of nearly equal table sums (a tiny space) gave a Theil-Sen slope of -1.07, which
+    ranked the full net below the smallest one. Those four networks, as a real build of the 2-ratio
+    quickstart space stored them, now get a ratio through the origin."""
+    from prune_lut.latency.build import fit_sum_to_e2e
+
+    lut = LUT(device={}, provenance={}, space={})
+    nets = [(0.2273, 0.1342), (0.2060, 0.1181), (0.2186, 0.1199), (0.2302, 0.0909)]  # (table sum, e2e) ms
+    for i, (s, e) in enumerate(nets):
+        lut.add(f"k{i}", s, 0.0, 1)
+        lut.extra.setdefault("networks", []).append({"id": str(i), "keys": [f"k{i}"], "e2e_ms": e, "ref_ms": 0.18})
+    fit = fit_sum_to_e2e(lut)
+    assert fit["a"] > 0 and fit["b"] == 0.0 and "median" in fit["method"]
+    ratios = sorted(e / s for s, e in nets)
+    assert fit["a"] == pytest.approx((ratios[1] + ratios[2]) / 2)  # the median of four
