@@ -72,15 +72,20 @@ def test_existing_output_needs_resume(tmp_path):
 
 def test_time_budget_fills_with_regressor(tmp_path):
     sp = get_space("mobilenet_v2", grid=(0.25, 0.5, 0.75, 1.0), **QUICK)
-    lut = build_space_table(sp, DEV, tmp_path / "b.json.gz", time_budget_min=0.002, heldout=0, group=1,
-                            progress=False)
+    # a budget shorter than planning still measures the run's first group (one network), then stops
+    out = tmp_path / "b.json.gz"
+    lut = build_space_table(sp, DEV, out, time_budget_min=1e-6, heldout=0, group=1, progress=False)
     keys = set(all_specs(sp))
     measured, predicted = lut.measured_keys(), {k for k, e in lut.entries.items() if e["source"] == "predicted"}
     assert measured and predicted and measured | predicted == keys and not measured & predicted
+    assert lut.extra["build"]["networks_done"] == 1
     reg = lut.regressor
     assert reg["used"] and reg["n_predicted"] == len(predicted) and reg["n_heldout"] > 0
     assert reg["heldout_median_abs_rel_err"] is not None
     assert all(lut.entries[k]["median_ms"] > 0 for k in predicted)
+    # resuming over budget measures one more group: progress, and the old entries are kept
+    again = build_space_table(sp, DEV, out, time_budget_min=1e-6, resume=True, heldout=0, group=1, progress=False)
+    assert again.extra["build"]["networks_done"] == 2 and measured < again.measured_keys()
 
 
 KILL_SCRIPT = """

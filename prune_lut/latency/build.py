@@ -251,7 +251,9 @@ def build_table(lut: LUT, path: str | Path, meter, plan: Callable[[list[str]], I
 
         def batches():
             for i, chunk in enumerate(chunks):
-                if budget and time_budget_s is not None and elapsed() >= time_budget_s:
+                # the first group of a run is always measured, so a resumed over-budget build
+                # (or a budget shorter than planning) still makes progress
+                if budget and time_budget_s is not None and elapsed() >= time_budget_s and (i or measured_any):
                     return
                 exported[i] = [n.onnx() for n in chunk]
                 yield [ref_bytes] + exported[i]
@@ -283,8 +285,10 @@ def build_table(lut: LUT, path: str | Path, meter, plan: Callable[[list[str]], I
                     ms for _, ms, _ in per_pos.values())), "unattributed_ms": other, "ref_ms": ref["median_ms"],
                 "t": round(elapsed(), 2), "heldout": not use, "pass": label, **({"board": r["board"]} if r.get("board") else {})})
 
+    measured_any = False
+
     def run_pass(keys: list[str], label: str) -> None:
-        nonlocal done_ids
+        nonlocal done_ids, measured_any
         nets = prefetched([n for n in plan(keys) if n.id not in done_ids] if keys else [])
         log.info("%s: %d keys with %d networks", label, len(keys), len(nets))
         bar = tqdm(total=len(nets), desc=f"{label} {len(keys)} keys", unit="net", disable=not progress)
@@ -293,6 +297,7 @@ def build_table(lut: LUT, path: str | Path, meter, plan: Callable[[list[str]], I
             for chunk, models, res in groups([nets[i:i + group] for i in range(0, len(nets), group)], budget=True):
                 store(chunk, models, res, use=True, label=label)
                 done_ids |= {n.id for n in chunk}
+                measured_any = True
                 b["elapsed_s"] = round(elapsed(), 2)
                 b["networks_done"] = b.get("networks_done", 0) + len(chunk)
                 if time.monotonic() - last_save >= SAVE_EVERY_S:  # a save costs ~0.3 s on a full table
@@ -303,8 +308,8 @@ def build_table(lut: LUT, path: str | Path, meter, plan: Callable[[list[str]], I
             bar.close()
             lut.save(path)  # also on Ctrl-C; a kill -9 loses at most SAVE_EVERY_S of profiling
 
-    over_budget = False
     run_pass([k for k in targets if k not in lut.measured_keys()], "profiling")
+    over_budget = time_budget_s is not None and elapsed() >= time_budget_s
     # keys whose every observation came from a minute when other jobs slowed the machine: again
     for _ in range(RETRY_PASSES):
         limit = quiet_limit(lut, 2 * QUIET_TOL)
