@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=SPACE["resolution"],
                     help="image size: the quickstart space at another resolution (needs a --lut built for it)")
     ap.add_argument("--out", default="runs/fmnist-search")
-    ap.add_argument("--train-per-class", type=int, default=300)
+    ap.add_argument("--train-per-class", type=int, default=300, help="0: the whole training set")
     ap.add_argument("--val-per-class", type=int, default=100,
                     help="sub-validation images per class: what the search scores archs on")
     ap.add_argument("--pn-latency-range", help="LO,HI: train the PruningNet on archs predicted between these "
@@ -74,7 +74,7 @@ def main() -> None:
                    "calibrated": pred.calibrated, "full_predicted_ms": full_ms,
                    "settings": vars(a), "budgets": report.get("budgets", {})})
 
-    data = load_data("fashion-mnist", resolution=a.resolution, train_per_class=a.train_per_class,
+    data = load_data("fashion-mnist", resolution=a.resolution, train_per_class=a.train_per_class or None,
                      val_per_class=a.val_per_class, seed=0)
     ckpt = out / "pruningnet.pt"
     t0 = time.perf_counter()
@@ -85,7 +85,7 @@ def main() -> None:
 
     ratios = sorted({r for r in space.grid})
     uniform_archs = {r: space.uniform(r) for r in ratios}
-    for share in (float(s) for s in a.budgets.split(",")):
+    for share in (float(s) for s in a.budgets.split(",") if s):  # --budgets "": train the PruningNet only
         key = f"{share:.2f}"
         b = report["budgets"].setdefault(key, {"share": share, "budget_ms": share * full_ms, "runs": {}})
         res_path = out / f"result-{key}.json"
