@@ -7,7 +7,8 @@ network's predicted `cpu` latency:
   2. one search per budget (the real fitness: BN-recalibrated PruningNet networks on sub-val);
   3. the winner and its uniform-width rival are measured end to end on this CPU (interleaved);
      the rival is the narrowest uniform ratio whose *measured* latency is >= the winner's
-     (equal or higher latency, so the comparison never favours the search);
+     (equal or higher latency, so the comparison never favours the search); `--remeasure N`
+     repeats that N times later, on a quiet machine, and trains its rival too when it differs;
   4. both are trained from scratch (`retrain`'s train_plain) with several seeds; test accuracy
      mean and spread per budget.
 Everything resumes: checkpoints per run, report.json rewritten after each retrain.
@@ -58,8 +59,10 @@ def main() -> None:
     ap.add_argument("--population", type=int, default=30)
     ap.add_argument("--generations", type=int, default=10)
     ap.add_argument("--remeasure", type=int, default=0, metavar="N",
-                    help="measure each budget's winner, its rival and the budget's uniform arch again, interleaved, "
-                    "N times (run it on a quiet machine; the first measurement may have shared the CPU)")
+                    help="measure each budget's winner and the uniform archs near it again, interleaved, N times "
+                    "(on a quiet machine: the first measurement may have shared the CPU); when that picks another "
+                    "rival, it is trained too (runs 'quiet-uniform-sK')")
+    ap.add_argument("--measure-only", action="store_true", help="stop after the measurements (no retraining)")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -86,8 +89,7 @@ def main() -> None:
                      latency_range=lat_range, lut=a.lut if lat_range else None)
     report["pruningnet_s"] = report.get("pruningnet_s") or time.perf_counter() - t0
 
-    ratios = sorted({r for r in space.grid})
-    uniform_archs = {r: space.uniform(r) for r in ratios}
+    uniform_archs = {r: space.uniform(r) for r in sorted(set(space.grid))}
     for share in (float(s) for s in a.budgets.split(",") if s):  # --budgets "": train the PruningNet only
         key = f"{share:.2f}"
         b = report["budgets"].setdefault(key, {"share": share, "budget_ms": share * full_ms, "runs": {}})
@@ -98,30 +100,28 @@ def main() -> None:
                 res_path, resume=True)
         res = load_result(res_path)
         win = space.validate(res["top"][0]["arch"]["genes"])
+        wp = res["top"][0]["latency_ms"]["cpu"]
         if "winner_measured_ms" not in b:
-            # measure the winner and the distinct uniform archs predicted near it, interleaved
-            wp = res["top"][0]["latency_ms"]["cpu"]
-            cands = [r for r in ratios if 0.85 * wp <= pred.predict_ms(space.layer_specs(uniform_archs[r])) <= 1.4 * wp] or [
-                r for r in ratios if pred.predict_ms(space.layer_specs(uniform_archs[r])) >= wp][:3]
-            seen, uni = set(), []
-            for r in cands:
-                v = space.vector(uniform_archs[r])
-                if v not in seen:
-                    seen.add(v)
-                    uni.append(r)
-            models = [onnx_model(space, build_net(space, win).eval()).SerializeToString()] + [
-                onnx_model(space, build_net(space, uniform_archs[r]).eval()).SerializeToString() for r in uni]
-            m = measure_many("cpu", models)
-            b["winner_measured_ms"] = m[0].median_ms
-            b["winner_predicted_ms"] = res["top"][0]["latency_ms"]["cpu"]
-            b["uniform_measured_ms"] = {f"{r:g}": mm.median_ms for r, mm in zip(uni, m[1:])}
-            rival = next((r for r in uni if b["uniform_measured_ms"][f"{r:g}"] >= m[0].median_ms), uni[-1])
-            b["rival_ratio"] = rival
-            b["winner_search_acc"] = res["top"][0]["accuracy"]
-            b["search_uniform_baseline"] = {"ratio": res["uniform_baseline"]["ratio"],
-                                            "accuracy": res["uniform_baseline"]["accuracy"]}
+            win_ms, uni_ms, _, rival = measure_rival(space, pred, win, wp, uniform_archs, rounds=1)
+            b.update({"winner_measured_ms": win_ms, "winner_predicted_ms": wp, "uniform_measured_ms": uni_ms,
+                      "rival_ratio": rival, "winner_search_acc": res["top"][0]["accuracy"],
+                      "search_uniform_baseline": {"ratio": res["uniform_baseline"]["ratio"],
+                                                  "accuracy": res["uniform_baseline"]["accuracy"]}})
             write_json_atomic(rep_path, report)
-        for name, arch in (("searched", win), ("uniform", uniform_archs[b["rival_ratio"]])):
+        if a.remeasure:
+            win_ms, uni_ms, rounds_ms, rival = measure_rival(space, pred, win, wp, uniform_archs, a.remeasure)
+            b["remeasured"] = {"rounds": a.remeasure, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                               "winner_ms": win_ms, "winner_error_pct": 100 * (wp / win_ms - 1),
+                               "winner_meets": win_ms <= b["budget_ms"], "uniform_ms": uni_ms,
+                               "rounds_ms": rounds_ms, "rival_ratio": rival}
+            write_json_atomic(rep_path, report)
+        if a.measure_only:
+            continue
+        # the rival by the first measurement and, when a quiet re-measurement picks another, that one too
+        rivals = {"uniform": b["rival_ratio"]}
+        if b.get("remeasured", {}).get("rival_ratio", b["rival_ratio"]) != b["rival_ratio"]:
+            rivals["quiet-uniform"] = b["remeasured"]["rival_ratio"]
+        for name, arch in [("searched", win)] + [(n, uniform_archs[r]) for n, r in rivals.items()]:
             for seed in range(a.seeds):
                 rk = f"{name}-s{seed}"
                 if rk in b["runs"]:
@@ -131,13 +131,12 @@ def main() -> None:
                                 resume=True, progress=False)
                 b["runs"][rk] = {"test_acc": r.test_acc, "seconds": time.perf_counter() - t0}
                 write_json_atomic(rep_path, report)
-        if a.remeasure:
-            remeasure(space, pred, b, win, uniform_archs, res["uniform_baseline"]["ratio"], a.remeasure)
-            write_json_atomic(rep_path, report)
-        acc = {n: [b["runs"][f"{n}-s{s}"]["test_acc"] for s in range(a.seeds)] for n in ("searched", "uniform")}
+        acc = {n: [b["runs"][f"{n}-s{s}"]["test_acc"] for s in range(a.seeds)] for n in ("searched", *rivals)}
         b["summary"] = {n: {"mean": statistics.mean(v), "stdev": statistics.stdev(v) if len(v) > 1 else 0.0,
                             "min": min(v), "max": max(v)} for n, v in acc.items()}
-        b["summary"]["gain_points"] = 100 * (b["summary"]["searched"]["mean"] - b["summary"]["uniform"]["mean"])
+        for n in rivals:
+            suffix = "" if n == "uniform" else "_" + n.replace("-", "_")
+            b["summary"]["gain_points" + suffix] = 100 * (b["summary"]["searched"]["mean"] - b["summary"][n]["mean"])
         write_json_atomic(rep_path, report)
         print(key, json.dumps(b["summary"]), flush=True)
     report["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -146,20 +145,29 @@ def main() -> None:
     print(json.dumps(report, indent=2))
 
 
-def remeasure(space, pred, b: dict, win: dict, uniform_archs: dict, baseline_ratio: float, rounds: int) -> None:
-    """Median of ``rounds`` interleaved measurements of the winner, the rival and the uniform arch the
-    search compared against, stored as ``b["remeasured"]`` with the prediction error of each."""
-    archs = {"winner": win, "rival": uniform_archs[b["rival_ratio"]], "budget_uniform": uniform_archs[baseline_ratio]}
-    models = [onnx_model(space, build_net(space, arch).eval()).SerializeToString() for arch in archs.values()]
-    ms = [[m.median_ms for m in measure_many("cpu", models)] for _ in range(rounds)]
-    out = {"rounds": rounds, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "budget_uniform_ratio": baseline_ratio}
-    for i, (name, arch) in enumerate(archs.items()):
-        measured = statistics.median(r[i] for r in ms)
-        predicted = pred.predict_ms(space.layer_specs(arch))
-        out[name] = {"measured_ms": measured, "rounds_ms": [r[i] for r in ms], "predicted_ms": predicted,
-                     "error_pct": 100 * (predicted / measured - 1), "meets": measured <= b["budget_ms"]}
-    b["remeasured"] = out
+def measure_rival(space, pred, win: dict, wp: float, uniform_archs: dict, rounds: int):
+    """Measure the winner and the distinct uniform archs predicted near it (``wp``: the winner's
+    prediction), interleaved, ``rounds`` times; medians over rounds. The rival is the narrowest
+    uniform ratio whose measured latency is >= the winner's (the widest measured when none is).
+    Returns (winner ms, {ratio: ms}, per-round ms [winner, *uniform], rival ratio)."""
+    def ms(r):
+        return pred.predict_ms(space.layer_specs(uniform_archs[r]))
+
+    ratios = sorted(uniform_archs)
+    cands = [r for r in ratios if 0.85 * wp <= ms(r) <= 1.4 * wp] or [r for r in ratios if ms(r) >= wp][:3]
+    seen, uni = set(), []
+    for r in cands:
+        v = space.vector(uniform_archs[r])
+        if v not in seen:
+            seen.add(v)
+            uni.append(r)
+    models = [onnx_model(space, build_net(space, arch).eval()).SerializeToString()
+              for arch in [win] + [uniform_archs[r] for r in uni]]
+    per_round = [[m.median_ms for m in measure_many("cpu", models)] for _ in range(rounds)]
+    med = [statistics.median(col) for col in zip(*per_round)]
+    uni_ms = {f"{r:g}": t for r, t in zip(uni, med[1:])}
+    rival = next((r for r in uni if uni_ms[f"{r:g}"] >= med[0]), uni[-1])
+    return med[0], uni_ms, per_round, rival
 
 
 if __name__ == "__main__":
