@@ -119,8 +119,9 @@ def main() -> None:
             continue
         # the rival by the first measurement and, when a quiet re-measurement picks another, that one too
         rivals = {"uniform": b["rival_ratio"]}
-        if b.get("remeasured", {}).get("rival_ratio", b["rival_ratio"]) != b["rival_ratio"]:
-            rivals["quiet-uniform"] = b["remeasured"]["rival_ratio"]
+        quiet = b.get("remeasured", {}).get("rival_ratio")
+        if quiet is not None and quiet != b["rival_ratio"]:
+            rivals["quiet-uniform"] = quiet
         for name, arch in [("searched", win)] + [(n, uniform_archs[r]) for n, r in rivals.items()]:
             for seed in range(a.seeds):
                 rk = f"{name}-s{seed}"
