@@ -5,10 +5,12 @@ that space; a class-balanced subset: CPU-sized), at budgets of about 30/50/70% o
 network's predicted `cpu` latency:
   1. a PruningNet is trained once (train's loop) on the subset;
   2. one search per budget (the real fitness: BN-recalibrated PruningNet networks on sub-val);
-  3. the winner and its uniform-width rival are measured end to end on this CPU (interleaved);
-     the rival is the narrowest uniform ratio whose *measured* latency is >= the winner's
-     (equal or higher latency, so the comparison never favours the search); `--remeasure N`
-     repeats that N times later, on a quiet machine, and trains its rival too when it differs;
+  3. the search's best `--verify K` archs and the uniform archs near the budget are measured end to
+     end on this CPU (interleaved, `--rounds` times); the winner is the first of the K that meets the
+     budget measured (as `search --verify` picks it), the rival the narrowest uniform ratio whose
+     *measured* latency is >= the winner's (equal or higher latency, so the comparison never favours
+     the search); `--remeasure N` repeats that N times later, on a quiet machine, and trains its
+     rival too when it differs (`--search-only` first: searches side by side, measurement alone);
   4. both are trained from scratch (`retrain`'s train_plain) with several seeds; test accuracy
      mean and spread per budget.
 Everything resumes: checkpoints per run, report.json rewritten after each retrain.
@@ -62,6 +64,13 @@ def main() -> None:
                     help="measure each budget's winner and the uniform archs near it again, interleaved, N times "
                     "(on a quiet machine: the first measurement may have shared the CPU); when that picks another "
                     "rival, it is trained too (runs 'quiet-uniform-sK')")
+    ap.add_argument("--verify", type=int, default=1, metavar="K",
+                    help="measure the search's best K archs (with the uniform archs near the budget, interleaved, "
+                    "--rounds times); the winner is the first in search order whose measured median meets the "
+                    "budget, as `search --verify` picks it")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved measurement rounds of the first measurement")
+    ap.add_argument("--search-only", action="store_true",
+                    help="stop after the searches (run them side by side, then measure on the idle machine)")
     ap.add_argument("--measure-only", action="store_true", help="stop after the measurements (no retraining)")
     a = ap.parse_args()
     out = Path(a.out)
@@ -98,18 +107,30 @@ def main() -> None:
             search_checkpoint(ckpt, [a.lut], [share * full_ms], EvolutionConfig(
                 population=a.population, generations=a.generations, parents=min(10, a.population), seed=0),
                 res_path, resume=True)
+        if a.search_only:
+            continue
         res = load_result(res_path)
-        win = space.validate(res["top"][0]["arch"]["genes"])
-        wp = res["top"][0]["latency_ms"]["cpu"]
+        top = res["top"][:max(1, a.verify)]
         if "winner_measured_ms" not in b:
-            win_ms, uni_ms, _, rival = measure_rival(space, pred, win, wp, uniform_archs, rounds=1)
-            b.update({"winner_measured_ms": win_ms, "winner_predicted_ms": wp, "uniform_measured_ms": uni_ms,
-                      "rival_ratio": rival, "winner_search_acc": res["top"][0]["accuracy"],
+            pick, cand_ms, uni_ms, rounds_ms, rival = measure_rival(
+                space, pred, top, b["budget_ms"], uniform_archs, a.rounds)
+            e = top[pick]
+            b.update({"winner_rank": e["rank"], "winner_genes": e["arch"]["genes"],
+                      "winner_measured_ms": cand_ms[pick], "winner_predicted_ms": e["latency_ms"]["cpu"],
+                      "candidates": [{"rank": c["rank"], "accuracy": c["accuracy"], "predicted_ms": c["latency_ms"]["cpu"],
+                                      "measured_ms": m} for c, m in zip(top, cand_ms)],
+                      "uniform_measured_ms": uni_ms, "rounds_ms": rounds_ms, "rounds": a.rounds,
+                      "rival_ratio": rival, "winner_search_acc": e["accuracy"],
                       "search_uniform_baseline": {"ratio": res["uniform_baseline"]["ratio"],
                                                   "accuracy": res["uniform_baseline"]["accuracy"]}})
             write_json_atomic(rep_path, report)
+        # reports written before --verify measured only the search's best
+        genes = b.get("winner_genes") or res["top"][0]["arch"]["genes"]
+        win, wp = space.validate(genes), b["winner_predicted_ms"]
         if a.remeasure:
-            win_ms, uni_ms, rounds_ms, rival = measure_rival(space, pred, win, wp, uniform_archs, a.remeasure)
+            _, (win_ms,), uni_ms, rounds_ms, rival = measure_rival(
+                space, pred, [{"arch": {"genes": genes}, "latency_ms": {"cpu": wp}}], b["budget_ms"], uniform_archs,
+                a.remeasure)
             b["remeasured"] = {"rounds": a.remeasure, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                                "winner_ms": win_ms, "winner_error_pct": 100 * (wp / win_ms - 1),
                                "winner_meets": win_ms <= b["budget_ms"], "uniform_ms": uni_ms,
@@ -146,29 +167,33 @@ def main() -> None:
     print(json.dumps(report, indent=2))
 
 
-def measure_rival(space, pred, win: dict, wp: float, uniform_archs: dict, rounds: int):
-    """Measure the winner and the distinct uniform archs predicted near it (``wp``: the winner's
-    prediction), interleaved, ``rounds`` times; medians over rounds. The rival is the narrowest
-    uniform ratio whose measured latency is >= the winner's (the widest measured when none is).
-    Returns (winner ms, {ratio: ms}, per-round ms [winner, *uniform], rival ratio)."""
+def measure_rival(space, pred, cands: list[dict], budget_ms: float, uniform_archs: dict, rounds: int):
+    """Measure the search's candidates (result entries, best first) and the distinct uniform archs
+    predicted near them, interleaved, ``rounds`` times; medians over rounds. The winner is the first
+    candidate whose measured latency meets ``budget_ms`` (the last one when none does); the rival is the
+    narrowest uniform ratio whose measured latency is >= the winner's (the widest measured when none is).
+    Returns (winner index, [candidate ms], {ratio: ms}, per-round ms [*candidates, *uniform], rival ratio)."""
     def ms(r):
         return pred.predict_ms(space.layer_specs(uniform_archs[r]))
 
+    preds = [c["latency_ms"]["cpu"] for c in cands]
+    lo, hi = 0.85 * min(preds), 1.4 * max(max(preds), budget_ms)
     ratios = sorted(uniform_archs)
-    cands = [r for r in ratios if 0.85 * wp <= ms(r) <= 1.4 * wp] or [r for r in ratios if ms(r) >= wp][:3]
+    near = [r for r in ratios if lo <= ms(r) <= hi] or [r for r in ratios if ms(r) >= min(preds)][:3]
     seen, uni = set(), []
-    for r in cands:
+    for r in near:
         v = space.vector(uniform_archs[r])
         if v not in seen:
             seen.add(v)
             uni.append(r)
-    models = [onnx_model(space, build_net(space, arch).eval()).SerializeToString()
-              for arch in [win] + [uniform_archs[r] for r in uni]]
+    archs = [space.validate(c["arch"]["genes"]) for c in cands] + [uniform_archs[r] for r in uni]
+    models = [onnx_model(space, build_net(space, arch).eval()).SerializeToString() for arch in archs]
     per_round = [[m.median_ms for m in measure_many("cpu", models)] for _ in range(rounds)]
     med = [statistics.median(col) for col in zip(*per_round)]
-    uni_ms = {f"{r:g}": t for r, t in zip(uni, med[1:])}
-    rival = next((r for r in uni if uni_ms[f"{r:g}"] >= med[0]), uni[-1])
-    return med[0], uni_ms, per_round, rival
+    cand_ms, uni_ms = med[:len(cands)], {f"{r:g}": t for r, t in zip(uni, med[len(cands):])}
+    pick = next((i for i, t in enumerate(cand_ms) if t <= budget_ms), len(cands) - 1)
+    rival = next((r for r in uni if uni_ms[f"{r:g}"] >= cand_ms[pick]), uni[-1])
+    return pick, cand_ms, uni_ms, per_round, rival
 
 
 if __name__ == "__main__":

@@ -258,8 +258,10 @@ def validate(lut_path, samples, seed, fit, fit_share, repeat_share, plot_path, a
                        f"within +-5%, {100 * nz['within_10']:.0f}% within +-10% (median {nz['median_abs_pct']:.1f}%)")
         r = rep["reference"]
         if r["lut_ms"]:
+            scaled = {"global": "measurements scaled by the ratio", "local": "measurements scaled by the "
+                      "neighbouring calls' reference", "none": "measurements not scaled (--drift none)"}
             click.echo(f"reference net: {r['lut_ms']:.3f} ms in the table, {r['median_now_ms']:.3f} ms now "
-                       f"({r['min_now_ms']:.3f}-{r['max_now_ms']:.3f}); measurements scaled by the ratio; "
+                       f"({r['min_now_ms']:.3f}-{r['max_now_ms']:.3f}); {scaled[rec.get('drift', 'global')]}; "
                        f"{r.get('remeasured', 0)} disturbed calls measured again")
         click.echo("worst: " + "; ".join(f"{w['id']} {w['predicted_ms']:.3f} vs {w['measured_ms']:.3f} ms "
                                          f"({w['error_pct']:+.1f}%)" for w in rep["worst"][:3]))

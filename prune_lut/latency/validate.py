@@ -228,7 +228,7 @@ def validate(lut: LUT, nets: list[Net], reference: bytes, meter=None, *, fit: bo
         fit_idx, hold_idx = split_fit_holdout([s["table_sum_ms"] for s in samples], fit_share, seed)
         cal, _ = select_and_fit([samples[i]["features"] for i in fit_idx],
                                 [samples[i]["measured_ms"] for i in fit_idx], seed=seed)
-        cal.meta.update({"date": record["date"], "reference_ms": ref_lut, "n_heldout": len(hold_idx)})
+        cal.meta.update({"date": record["date"], "reference_ms": ref_lut, "drift": drift, "n_heldout": len(hold_idx)})
         record["split"] = {"fit": fit_idx, "heldout": hold_idx}
         record["calibration"] = cal.to_dict()
     record["seconds"] = time.perf_counter() - t0
