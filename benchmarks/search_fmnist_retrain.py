@@ -32,12 +32,14 @@ from pathlib import Path
 from prune_lut.latency.lutfile import LUT
 from prune_lut.latency.measure import measure_many
 from prune_lut.latency.predictor import Predictor
+from prune_lut.latency.validate import anchor_ms
 from prune_lut.pruning.arch import read_json, write_json_atomic
 from prune_lut.pruning.data import load_data
 from prune_lut.pruning.evolution import EvolutionConfig
 from prune_lut.pruning.export import onnx_model
 from prune_lut.pruning.net import build_net
 from prune_lut.pruning.quickstart import SPACE
+from prune_lut.pruning.sampling import reference_arch
 from prune_lut.pruning.space import get_space
 from prune_lut.pruning.search import load_result, search_checkpoint
 from prune_lut.pruning.train import train_plain, train_pruningnet
@@ -120,6 +122,7 @@ def main() -> None:
                       "candidates": [{"rank": c["rank"], "accuracy": c["accuracy"], "predicted_ms": c["latency_ms"]["cpu"],
                                       "measured_ms": m} for c, m in zip(top, cand_ms)],
                       "uniform_measured_ms": uni_ms, "rounds_ms": rounds_ms, "rounds": a.rounds,
+                      "reference": drift(pred, rounds_ms),
                       "rival_ratio": rival, "winner_search_acc": e["accuracy"],
                       "search_uniform_baseline": {"ratio": res["uniform_baseline"]["ratio"],
                                                   "accuracy": res["uniform_baseline"]["accuracy"]}})
@@ -134,7 +137,7 @@ def main() -> None:
             b["remeasured"] = {"rounds": a.remeasure, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                                "winner_ms": win_ms, "winner_error_pct": 100 * (wp / win_ms - 1),
                                "winner_meets": win_ms <= b["budget_ms"], "uniform_ms": uni_ms,
-                               "rounds_ms": rounds_ms, "rival_ratio": rival}
+                               "rounds_ms": rounds_ms, "rival_ratio": rival, "reference": drift(pred, rounds_ms)}
             write_json_atomic(rep_path, report)
         if a.measure_only:
             continue
@@ -167,12 +170,21 @@ def main() -> None:
     print(json.dumps(report, indent=2))
 
 
+def drift(pred, rounds_ms: list[list[float]]) -> dict:
+    """The reference net's median over the rounds (the last column) against the table's anchor."""
+    now, anchor = statistics.median(r[-1] for r in rounds_ms), anchor_ms(pred.lut)
+    return {"measured_ms": now, "anchor_ms": anchor, "drift_pct": 100 * (now / anchor - 1) if anchor else None}
+
+
 def measure_rival(space, pred, cands: list[dict], budget_ms: float, uniform_archs: dict, rounds: int):
     """Measure the search's candidates (result entries, best first) and the distinct uniform archs
     predicted near them, interleaved, ``rounds`` times; medians over rounds. The winner is the first
     candidate whose measured latency meets ``budget_ms`` (the last one when none does); the rival is the
     narrowest uniform ratio whose measured latency is >= the winner's (the widest measured when none is).
-    Returns (winner index, [candidate ms], {ratio: ms}, per-round ms [*candidates, *uniform], rival ratio)."""
+    The table's reference net is measured last in every round: its drift from the time the
+    predictions are anchored to goes in the report (``reference``).
+    Returns (winner index, [candidate ms], {ratio: ms}, per-round ms [*candidates, *uniform, reference],
+    rival ratio)."""
     def ms(r):
         return pred.predict_ms(space.layer_specs(uniform_archs[r]))
 
@@ -186,11 +198,12 @@ def measure_rival(space, pred, cands: list[dict], budget_ms: float, uniform_arch
         if v not in seen:
             seen.add(v)
             uni.append(r)
-    archs = [space.validate(c["arch"]["genes"]) for c in cands] + [uniform_archs[r] for r in uni]
+    archs = [space.validate(c["arch"]["genes"]) for c in cands] + [uniform_archs[r] for r in uni] + [
+        reference_arch(space, pred.lut.reference)]
     models = [onnx_model(space, build_net(space, arch).eval()).SerializeToString() for arch in archs]
     per_round = [[m.median_ms for m in measure_many("cpu", models)] for _ in range(rounds)]
     med = [statistics.median(col) for col in zip(*per_round)]
-    cand_ms, uni_ms = med[:len(cands)], {f"{r:g}": t for r, t in zip(uni, med[len(cands):])}
+    cand_ms, uni_ms = med[:len(cands)], {f"{r:g}": t for r, t in zip(uni, med[len(cands):-1])}
     pick = next((i for i, t in enumerate(cand_ms) if t <= budget_ms), len(cands) - 1)
     rival = next((r for r in uni if uni_ms[f"{r:g}"] >= cand_ms[pick]), uni[-1])
     return pick, cand_ms, uni_ms, per_round, rival

@@ -334,6 +334,10 @@ def search(checkpoint, luts, latency_ms, macs_m, population, generations, parent
             meas = ", ".join(f"{ms:.4g} ms on {d} (prediction {v['error_pct'][d]:+.1f}%)"
                              for d, ms in v["measured_ms"].items())
             click.echo(f"  measured #{v['rank']}: {meas}: {'meets' if v['meets'] else 'over'} the budget")
+        for d, r in ver.get("reference", {}).items():
+            if r["anchor_ms"]:
+                click.echo(f"  the table's reference net on {d}: {r['measured_ms']:.4g} ms, anchored at "
+                           f"{r['anchor_ms']:.4g} ms ({r['drift_pct']:+.1f}%: the device's drift since)")
         if ver["winner_rank"] is None:
             click.echo(f"warning: none of the best {ver['k']} archs measured under every budget; "
                        "raise --verify or lower the budget", err=True)

@@ -14,7 +14,7 @@ from prune_lut.devices import get_device
 from prune_lut.latency.calibration import Calibration
 from prune_lut.latency.lutfile import LUT
 from prune_lut.latency.predictor import Predictor
-from prune_lut.latency.validate import compute_report
+from prune_lut.latency.validate import anchor_ms, compute_report, reference_ms
 from prune_lut.pruning.coverage import build_space_table
 from prune_lut.pruning.space import get_space
 from prune_lut.pruning.validation import load_record, validate_lut
@@ -71,6 +71,13 @@ def test_calibration_round_trips_through_the_lut_file(built):
     lut = LUT.load(built["lut"])
     assert lut.calibration == built["record"]["calibration"]
     assert lut.calibration["meta"]["heldout"]["n"] == 8
+    # predictions are anchored to the build's reference time unless fitted on unscaled times (--drift none)
+    meta = lut.calibration["meta"]
+    assert meta["drift"] == "global" and anchor_ms(lut) == reference_ms(lut) != meta["reference_now_ms"]
+    assert meta["reference_now_ms"] == pytest.approx(np.median(built["record"]["reference"]["now_ms"]))
+    meta["drift"] = "none"
+    assert anchor_ms(lut) == meta["reference_now_ms"]
+    lut = LUT.load(built["lut"])
     pred = Predictor(lut)
     assert pred.calibrated and pred.calibration_source == "validate"
     sp = tiny_space()

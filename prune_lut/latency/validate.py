@@ -101,6 +101,17 @@ def reference_ms(lut: LUT) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
+def anchor_ms(lut: LUT) -> float | None:
+    """The reference network's latency in the time frame the table's predictions are in: the
+    validation run's median reference when its calibration was fitted on unscaled times
+    (``--drift none``: anchored to the device as it ran then), else the build's (:func:`reference_ms`).
+    A reference measured now against this gives the device's drift since."""
+    meta = (lut.calibration or {}).get("meta") or {}
+    if meta.get("drift") == "none" and meta.get("reference_now_ms"):
+        return float(meta["reference_now_ms"])
+    return reference_ms(lut)
+
+
 # ---- measuring -------------------------------------------------------------------------------
 def _smoothed(values: list[float], i: int) -> float:
     lo, hi = max(0, i - SMOOTH), min(len(values), i + SMOOTH + 1)
@@ -228,7 +239,8 @@ def validate(lut: LUT, nets: list[Net], reference: bytes, meter=None, *, fit: bo
         fit_idx, hold_idx = split_fit_holdout([s["table_sum_ms"] for s in samples], fit_share, seed)
         cal, _ = select_and_fit([samples[i]["features"] for i in fit_idx],
                                 [samples[i]["measured_ms"] for i in fit_idx], seed=seed)
-        cal.meta.update({"date": record["date"], "reference_ms": ref_lut, "drift": drift, "n_heldout": len(hold_idx)})
+        cal.meta.update({"date": record["date"], "reference_ms": ref_lut, "drift": drift, "n_heldout": len(hold_idx),
+                         "reference_now_ms": float(np.median(record["reference"]["now_ms"]))})
         record["split"] = {"fit": fit_idx, "heldout": hold_idx}
         record["calibration"] = cal.to_dict()
     record["seconds"] = time.perf_counter() - t0

@@ -8,12 +8,16 @@ not depend on them) and measured interleaved, in one call per device, on every b
 with the profile stored in that device's table, here, or over SSH on a board (``--host``, or the
 profile's ``host``).
 The winner is the first arch in search order whose measured latency meets every budget.
+The table's reference network is measured in the same call: how far it runs from the time the
+predictions are anchored to (the build, or a ``validate --fit --drift none``) tells a device that has
+drifted since apart from an arch the table mispredicts.
 """
 from __future__ import annotations
 
 from ..devices import Device
 from ..errors import UserError
 from ..latency.measure import get_meter, measure_many
+from ..latency.validate import REFERENCE_TOLERANCE, anchor_ms
 from .space import ChannelSpace
 
 HARDWARE = ("cpu", "gpu")  # provenance fields that must match for a measurement here to verify the table
@@ -25,15 +29,16 @@ def first_meeting(measured: list[dict[str, float]], budgets: dict[str, float]) -
 
 
 def budget_meters(budgets: list, host: tuple[str, ...] | str | None = None) -> dict[str, tuple]:
-    """(device profile, meter, the table's hardware) per budget device, from the profiles stored in the
+    """(device profile, meter, the table's hardware, the table) per budget device, from the profiles stored in the
     tables of ``budgets`` (the search's :class:`~.search.LatencyBudget` s, tables already loaded).
 
     ``host`` (ssh destinations of identical boards) measures the one budget device that lives on
     another board. Raises one clear line where a device cannot be measured, so a search asked to
     verify fails before it starts, not after.
     """
-    devs, hw = {}, {}
+    devs, hw, luts = {}, {}, {}
     for b in budgets:
+        luts[b.device] = b.predictor.lut
         lut = b.predictor.lut
         if not lut.device:
             raise UserError(f"{b.lut_path}: the table names no device profile, so its device cannot be measured")
@@ -49,7 +54,7 @@ def budget_meters(budgets: list, host: tuple[str, ...] | str | None = None) -> d
             raise UserError(f"--verify measures on each budget's device, and {name!r} is another board "
                             f"({dev.description or dev.backend}); add --host USER@BOARD, or search without --verify")
         try:
-            out[name] = (dev, get_meter(dev, host if name in boards else None), hw[name])
+            out[name] = (dev, get_meter(dev, host if name in boards else None), hw[name], luts[name])
         except UserError as e:
             raise UserError(f"--verify measures on each budget's device: {e}") from None
     return out
@@ -60,6 +65,7 @@ def verify_result(result: dict, space: ChannelSpace, k: int, meters: dict) -> di
     (:func:`budget_meters`); return the ``verified`` record."""
     from .export import onnx_model
     from .net import build_net
+    from .sampling import reference_arch
 
     budgets = {b["device"]: b["latency_ms"] for b in result["budgets"]["latency"]}
     entries = list(result["top"][:k])
@@ -68,8 +74,8 @@ def verify_result(result: dict, space: ChannelSpace, k: int, meters: dict) -> di
     models = [onnx_model(space, build_net(space, a).eval()).SerializeToString() for a in archs]
     measured = [{} for _ in archs]
     spreads = [{} for _ in archs]
-    warnings, where = [], {}
-    for name, (dev, meter, table_hw) in meters.items():
+    warnings, where, reference = [], {}, {}
+    for name, (dev, meter, table_hw, lut) in meters.items():
         try:
             here = meter.info()
             where[name] = {"host": here.get("ssh_host") or here.get("host"), "cpu": here.get("cpu"),
@@ -79,8 +85,18 @@ def verify_result(result: dict, space: ChannelSpace, k: int, meters: dict) -> di
                 warnings.append(f"{name}: the table was measured on " + ", ".join(
                     f"{k} {a!r}" for k, (a, _) in other.items()) + " and verification ran on " + ", ".join(
                     f"{k} {b!r}" for k, (_, b) in other.items()) + ": the measured times are that hardware's")
-            for i, m in enumerate(measure_many(dev, models, meter=meter)):
+            ref = onnx_model(space, build_net(space, reference_arch(space, lut.reference)).eval()).SerializeToString()
+            *ms, ref_m = measure_many(dev, models + [ref], meter=meter)
+            for i, m in enumerate(ms):
                 measured[i][name], spreads[i][name] = m.median_ms, m.spread_ms
+            anchor = anchor_ms(lut)
+            reference[name] = {"anchor_ms": anchor, "measured_ms": ref_m.median_ms,
+                               "drift_pct": 100 * (ref_m.median_ms / anchor - 1) if anchor else None}
+            if anchor and abs(ref_m.median_ms / anchor - 1) > REFERENCE_TOLERANCE:
+                warnings.append(f"{name}: the table's reference network ran {reference[name]['drift_pct']:+.0f}% off "
+                                f"the time its predictions are anchored to ({ref_m.median_ms:.4g} vs {anchor:.4g} ms), "
+                                "so every prediction is off by about as much; `prune-lut validate --fit --drift none` "
+                                "re-anchors the table to the device as it runs now")
         finally:
             if hasattr(meter, "close"):  # ssh connections to boards
                 meter.close()
@@ -92,6 +108,6 @@ def verify_result(result: dict, space: ChannelSpace, k: int, meters: dict) -> di
 
     rows = [{"rank": e["rank"], "accuracy": e["accuracy"], **row(e, i)} for i, e in enumerate(entries)]
     pick = first_meeting(measured[:len(entries)], budgets)
-    return {"k": len(entries), "archs": rows, "measured_on": where, "warnings": warnings,
+    return {"k": len(entries), "archs": rows, "measured_on": where, "reference": reference, "warnings": warnings,
             "uniform": {"ratio": base["ratio"], **row(base, len(entries))} if base else None,
             "winner_rank": None if pick is None else entries[pick]["rank"]}
