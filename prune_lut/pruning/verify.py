@@ -38,8 +38,7 @@ def budget_meters(budgets: list, host: tuple[str, ...] | str | None = None) -> d
     """
     devs, hw, luts = {}, {}, {}
     for b in budgets:
-        luts[b.device] = b.predictor.lut
-        lut = b.predictor.lut
+        lut = luts[b.device] = b.predictor.lut
         if not lut.device:
             raise UserError(f"{b.lut_path}: the table names no device profile, so its device cannot be measured")
         devs[b.device] = Device.from_dict(lut.device)
