@@ -38,8 +38,6 @@ def test_quickstart_smoke(shipped, tmp_path):
               "winner.onnx", "uniform.onnx", "full.onnx"):
         assert (out / f).is_file(), f
     assert s["training"]["train_images"] == 200
-    val = json.loads((out / "validation.json").read_text())  # this CPU's unscaled times: its ms as it runs now
-    assert val["drift"] == "none" and all(x["measured_ms"] == x["raw_ms"] for x in val["samples"])
     res = json.loads((out / "result.json").read_text())
     assert res["evaluations"] == 8 and res["budgets"]["latency"][0]["latency_ms"] == pytest.approx(s["budget_ms"])
     w = s["winner"]

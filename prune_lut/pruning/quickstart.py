@@ -3,7 +3,7 @@
 1. lookup table: the shipped ``cpu`` table of the quickstart space (copied, so calibrating it
    changes nothing in the package), or a fresh build on this CPU (``build_lut``);
 2. validate it briefly on this CPU (a few archs measured end to end; with enough samples a
-   calibration is fitted on the unscaled times and stored in the copy: predictions in this CPU's ms);
+   calibration is fitted and stored in the copy);
 3. train a PruningNet on digits (or Fashion-MNIST, resized to the space's 8x8);
 4. search under a budget (a share of the full network's predicted latency);
 5. export the search's best ``verify`` archs, the uniform-width baseline and the full network to
@@ -122,10 +122,10 @@ def run_quickstart(opt: QuickstartOptions, say: Callable[[str], None] = print) -
         say(f"reusing {record_path}")
     else:
         fit = opt.validate_samples >= 12
-        # unscaled times (drift "none"): the budget and the final measurements are in this CPU's
-        # milliseconds as it runs now, not in those of the machine and hour the shipped table was built on
+        # drift "global" (times scaled to the table's reference), not "none": with "none" on this VM the
+        # final measurement ran 8% over the calibrated predictions (docs/BENCHMARKS.md, session 5)
         rec = validate_lut(lut_path, samples=opt.validate_samples, seed=opt.seed, fit=fit, record_path=record_path,
-                           drift="none", progress=False)
+                           progress=False)
     rep = rec["report"]
     head = rep["headline"]
     for w in rec.get("warnings", []):
@@ -203,8 +203,12 @@ def run_quickstart(opt: QuickstartOptions, say: Callable[[str], None] = print) -
         save_onnx(files[name], space, net)
         archs[name] = {"arch": arch, "test_accuracy": evaluate(net, fit.data.test),
                        "predicted_ms": pred.predict_ms(space.layer_specs(arch)), "macs": space.macs(arch)}
-    meas = measure_many(device, [files[n] for n in files])
-    for name, m in zip(files, meas):
+    small = [n for n in files if n != "full"]
+    meas = dict(zip(small, measure_many(device, [files[n] for n in small])))
+    # the full net beside one other net: interleaved with many, its weights leave the cache between its
+    # runs and it ran 20% slower on this VM (benchmarks/measure_context.py)
+    meas["full"] = measure_many(device, [files["top1"], files["full"]])[1]
+    for name, m in meas.items():
         archs[name].update(measured_ms=m.median_ms, measured_spread_ms=m.spread_ms, onnx=str(files[name]))
         archs[name]["error_pct"] = 100 * (archs[name]["predicted_ms"] / m.median_ms - 1)
     # the winner: the search's most accurate arch that meets the budget as measured here
