@@ -239,7 +239,7 @@ def test_verify_measures_the_best_archs_and_export_takes_the_measured_winner(spa
     meeting = [v["rank"] for v in ver["archs"] if v["meets"]]
     assert ver["winner_rank"] == (meeting[0] if meeting else None)
     assert "measured #1" in r.output and "measured #uniform" in r.output
-    ref = ver["reference"]["cpu"]  # the table's reference net, measured in the same call
+    ref = ver["reference"]["cpu"]  # the table's reference net, measured beside the best arch
     assert ref["anchor_ms"] == pytest.approx(reference_ms(LUT.load(lut_path)))  # no --drift none calibration
     assert 0.25 < ref["anchor_ms"] / ref["measured_ms"] < 4
     assert ref["drift_pct"] == pytest.approx(100 * (ref["measured_ms"] / ref["anchor_ms"] - 1))

@@ -96,7 +96,7 @@ def verify_result(result: dict, space: ChannelSpace, k: int, meters: dict) -> di
             if anchor and abs(ref_m.median_ms / anchor - 1) > REFERENCE_TOLERANCE:
                 warnings.append(f"{name}: the table's reference network ran {reference[name]['drift_pct']:+.0f}% off "
                                 f"the time its predictions are anchored to ({ref_m.median_ms:.4g} vs {anchor:.4g} ms), "
-                                "so every prediction is off by about as much; `prune-lut validate --fit --drift none` "
+                                "and the predictions may be off by as much; `prune-lut validate --fit --drift none` "
                                 "re-anchors the table to the device as it runs now")
         finally:
             if hasattr(meter, "close"):  # ssh connections to boards
