@@ -14,9 +14,8 @@ import argparse
 import statistics
 
 from prune_lut.latency.measure import measure_many
-from prune_lut.pruning.export import onnx_model
-from prune_lut.pruning.net import build_net
 from prune_lut.pruning.quickstart import SPACE
+from prune_lut.pruning.sampling import onnx_bytes
 from prune_lut.pruning.space import get_space
 
 
@@ -26,12 +25,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=4)
     a = ap.parse_args()
     sp = get_space(**{**SPACE, "resolution": a.resolution})
-
-    def onnx(arch):
-        return onnx_model(sp, build_net(sp, arch).eval()).SerializeToString()
-
-    full, small = onnx(sp.full()), onnx(sp.uniform(0.37))
-    others = [onnx(sp.uniform(r)) for r in (0.31, 0.34, 0.4, 0.43, 0.46, 0.49, 0.52, 0.61)]
+    full, small = onnx_bytes(sp, sp.full()), onnx_bytes(sp, sp.uniform(0.37))
+    others = [onnx_bytes(sp, sp.uniform(r)) for r in (0.31, 0.34, 0.4, 0.43, 0.46, 0.49, 0.52, 0.61)]
     for name, net, partner in (("full", full, small), ("x0.37", small, full)):
         runs = {"alone": [], "beside one": [], "among 8": []}
         for _ in range(a.repeats):  # interleaved, so drift over the run hits each context alike

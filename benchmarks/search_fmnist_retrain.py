@@ -36,10 +36,8 @@ from prune_lut.latency.validate import anchor_ms
 from prune_lut.pruning.arch import read_json, write_json_atomic
 from prune_lut.pruning.data import load_data
 from prune_lut.pruning.evolution import EvolutionConfig
-from prune_lut.pruning.export import onnx_model
-from prune_lut.pruning.net import build_net
 from prune_lut.pruning.quickstart import SPACE
-from prune_lut.pruning.sampling import reference_arch
+from prune_lut.pruning.sampling import onnx_bytes, reference_arch
 from prune_lut.pruning.space import get_space
 from prune_lut.pruning.search import load_result, search_checkpoint
 from prune_lut.pruning.train import train_plain, train_pruningnet
@@ -200,8 +198,8 @@ def measure_rival(space, pred, cands: list[dict], budget_ms: float, uniform_arch
             seen.add(v)
             uni.append(r)
     archs = [space.validate(c["arch"]["genes"]) for c in cands] + [uniform_archs[r] for r in uni]
-    models = [onnx_model(space, build_net(space, arch).eval()).SerializeToString() for arch in archs]
-    ref = onnx_model(space, build_net(space, reference_arch(space, pred.lut.reference)).eval()).SerializeToString()
+    models = [onnx_bytes(space, arch) for arch in archs]
+    ref = onnx_bytes(space, reference_arch(space, pred.lut.reference))
     # the reference beside one net, as validation times it (among many nets the full net runs slower)
     per_round = [[m.median_ms for m in measure_many("cpu", models)] + [measure_many("cpu", [models[0], ref])[1].median_ms]
                  for _ in range(rounds)]

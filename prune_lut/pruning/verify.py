@@ -62,15 +62,13 @@ def budget_meters(budgets: list, host: tuple[str, ...] | str | None = None) -> d
 def verify_result(result: dict, space: ChannelSpace, k: int, meters: dict) -> dict:
     """Measure the ``k`` (>= 1) best archs of ``result`` and its uniform baseline with ``meters``
     (:func:`budget_meters`); return the ``verified`` record."""
-    from .export import onnx_model
-    from .net import build_net
-    from .sampling import reference_arch
+    from .sampling import onnx_bytes, reference_arch
 
     budgets = {b["device"]: b["latency_ms"] for b in result["budgets"]["latency"]}
     entries = list(result["top"][:k])
     base = result.get("uniform_baseline")
     archs = [space.validate(e["arch"]["genes"]) for e in entries + ([base] if base else [])]
-    models = [onnx_model(space, build_net(space, a).eval()).SerializeToString() for a in archs]
+    models = [onnx_bytes(space, a) for a in archs]
     measured = [{} for _ in archs]
     spreads = [{} for _ in archs]
     warnings, where, reference = [], {}, {}
@@ -88,7 +86,7 @@ def verify_result(result: dict, space: ChannelSpace, k: int, meters: dict) -> di
                 measured[i][name], spreads[i][name] = m.median_ms, m.spread_ms
             # the reference in a call of its own beside one small net, as validation times it: interleaved
             # with many nets, a large net runs up to 20% slower on a CPU (its weights leave the cache)
-            ref = onnx_model(space, build_net(space, reference_arch(space, lut.reference)).eval()).SerializeToString()
+            ref = onnx_bytes(space, reference_arch(space, lut.reference))
             ref_m = measure_many(dev, [models[0], ref], meter=meter)[1]
             anchor = anchor_ms(lut)
             reference[name] = {"anchor_ms": anchor, "measured_ms": ref_m.median_ms,
