@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 
 from prune_lut.latency.lutfile import LUT
-from prune_lut.latency.measure import measure_many
+from prune_lut.latency.measure import measure_beside, measure_many
 from prune_lut.latency.predictor import Predictor
-from prune_lut.latency.validate import anchor_ms
+from prune_lut.latency.validate import reference_drift
 from prune_lut.pruning.arch import read_json, write_json_atomic
 from prune_lut.pruning.data import load_data
 from prune_lut.pruning.evolution import EvolutionConfig
@@ -170,8 +170,7 @@ def main() -> None:
 
 def drift(pred, rounds_ms: list[list[float]]) -> dict:
     """The reference net's median over the rounds (the last column) against the table's anchor."""
-    now, anchor = statistics.median(r[-1] for r in rounds_ms), anchor_ms(pred.lut)
-    return {"measured_ms": now, "anchor_ms": anchor, "drift_pct": 100 * (now / anchor - 1) if anchor else None}
+    return reference_drift(pred.lut, statistics.median(r[-1] for r in rounds_ms))
 
 
 def measure_rival(space, pred, cands: list[dict], budget_ms: float, uniform_archs: dict, rounds: int):
@@ -200,8 +199,7 @@ def measure_rival(space, pred, cands: list[dict], budget_ms: float, uniform_arch
     archs = [space.validate(c["arch"]["genes"]) for c in cands] + [uniform_archs[r] for r in uni]
     models = [onnx_bytes(space, arch) for arch in archs]
     ref = onnx_bytes(space, reference_arch(space, pred.lut.reference))
-    # the reference beside one net, as validation times it (among many nets the full net runs slower)
-    per_round = [[m.median_ms for m in measure_many("cpu", models)] + [measure_many("cpu", [models[0], ref])[1].median_ms]
+    per_round = [[m.median_ms for m in measure_many("cpu", models)] + [measure_beside("cpu", ref, models[0]).median_ms]
                  for _ in range(rounds)]
     med = [statistics.median(col) for col in zip(*per_round)]
     cand_ms, uni_ms = med[:len(cands)], {f"{r:g}": t for r, t in zip(uni, med[len(cands):-1])}

@@ -4,6 +4,7 @@ Public API (used by the build, by ``validate`` and by the remote transport)::
 
     measure(device, model, nodes=False) -> Measurement          # one model, end to end
     measure_many(device, models, nodes=False) -> [Measurement]  # interleaved round-robin
+    measure_beside(device, model, other) -> Measurement          # a large net, beside one other
     get_meter(device, host=None) -> meter with .info() and .measure_many(models, nodes, protocol)
     usable(device) -> (bool, reason)
 
@@ -128,6 +129,16 @@ def measure_many(device: Device | str, models, nodes: bool | list[bool] = False,
     """Measure several models interleaved (see the module docstring)."""
     meter = meter or get_meter(device)
     return [Measurement.from_dict(r) for r in meter.measure_many([model_bytes(m) for m in models], nodes, protocol)]
+
+
+def measure_beside(device: Device | str, model, other, meter=None) -> Measurement:
+    """Measure ``model`` interleaved with ``other`` only, as validation times the table's reference.
+
+    Interleaved with many nets, a large net's weights leave the cache between its runs: the full
+    14x14 MobileNetV2 ran 20% slower among 8 others than alone or beside one on a 2-core VM
+    (``benchmarks/measure_context.py``); small nets did not move.
+    """
+    return measure_many(device, [other, model], meter=meter)[1]
 
 
 def measure(device: Device | str, model, nodes: bool = False, protocol: dict | None = None,

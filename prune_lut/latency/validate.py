@@ -112,6 +112,13 @@ def anchor_ms(lut: LUT) -> float | None:
     return reference_ms(lut)
 
 
+def reference_drift(lut: LUT, measured_ms: float) -> dict:
+    """The reference measured now against the table's anchor (:func:`anchor_ms`)."""
+    anchor = anchor_ms(lut)
+    return {"anchor_ms": anchor, "measured_ms": measured_ms,
+            "drift_pct": 100 * (measured_ms / anchor - 1) if anchor else None}
+
+
 # ---- measuring -------------------------------------------------------------------------------
 def _smoothed(values: list[float], i: int) -> float:
     lo, hi = max(0, i - SMOOTH), min(len(values), i + SMOOTH + 1)

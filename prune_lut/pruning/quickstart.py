@@ -62,7 +62,7 @@ def run_quickstart(opt: QuickstartOptions, say: Callable[[str], None] = print) -
     """Run (or continue) the quickstart into ``opt.out``; returns the summary also written to summary.json."""
     from ..devices import get_device
     from ..latency.lutfile import LUT
-    from ..latency.measure import measure_many
+    from ..latency.measure import measure_beside, measure_many
     from ..latency.predictor import Predictor
     from ..latency.worker import cpu_model
     from ..lut_data import find_table
@@ -205,9 +205,7 @@ def run_quickstart(opt: QuickstartOptions, say: Callable[[str], None] = print) -
                        "predicted_ms": pred.predict_ms(space.layer_specs(arch)), "macs": space.macs(arch)}
     small = [n for n in files if n != "full"]
     meas = dict(zip(small, measure_many(device, [files[n] for n in small])))
-    # the full net beside one other net: interleaved with many, its weights leave the cache between its
-    # runs and it ran 20% slower on this VM (benchmarks/measure_context.py)
-    meas["full"] = measure_many(device, [files["top1"], files["full"]])[1]
+    meas["full"] = measure_beside(device, files["full"], files["top1"])  # not among many: see measure_beside
     for name, m in meas.items():
         archs[name].update(measured_ms=m.median_ms, measured_spread_ms=m.spread_ms, onnx=str(files[name]))
         archs[name]["error_pct"] = 100 * (archs[name]["predicted_ms"] / m.median_ms - 1)

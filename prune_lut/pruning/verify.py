@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from ..devices import Device
 from ..errors import UserError
-from ..latency.measure import get_meter, measure_many
-from ..latency.validate import REFERENCE_TOLERANCE, anchor_ms
+from ..latency.measure import get_meter, measure_beside, measure_many
+from ..latency.validate import REFERENCE_TOLERANCE, reference_drift
 from .space import ChannelSpace
 
 HARDWARE = ("cpu", "gpu")  # provenance fields that must match for a measurement here to verify the table
@@ -84,16 +84,11 @@ def verify_result(result: dict, space: ChannelSpace, k: int, meters: dict) -> di
                     f"{k} {b!r}" for k, (_, b) in other.items()) + ": the measured times are that hardware's")
             for i, m in enumerate(measure_many(dev, models, meter=meter)):
                 measured[i][name], spreads[i][name] = m.median_ms, m.spread_ms
-            # the reference in a call of its own beside one small net, as validation times it: interleaved
-            # with many nets, a large net runs up to 20% slower on a CPU (its weights leave the cache)
             ref = onnx_bytes(space, reference_arch(space, lut.reference))
-            ref_m = measure_many(dev, [models[0], ref], meter=meter)[1]
-            anchor = anchor_ms(lut)
-            reference[name] = {"anchor_ms": anchor, "measured_ms": ref_m.median_ms,
-                               "drift_pct": 100 * (ref_m.median_ms / anchor - 1) if anchor else None}
-            if anchor and abs(ref_m.median_ms / anchor - 1) > REFERENCE_TOLERANCE:
-                warnings.append(f"{name}: the table's reference network ran {reference[name]['drift_pct']:+.0f}% off "
-                                f"the time its predictions are anchored to ({ref_m.median_ms:.4g} vs {anchor:.4g} ms), "
+            r = reference[name] = reference_drift(lut, measure_beside(dev, ref, models[0], meter=meter).median_ms)
+            if r["anchor_ms"] and abs(r["drift_pct"]) > 100 * REFERENCE_TOLERANCE:
+                warnings.append(f"{name}: the table's reference network ran {r['drift_pct']:+.0f}% off the time its "
+                                f"predictions are anchored to ({r['measured_ms']:.4g} vs {r['anchor_ms']:.4g} ms), "
                                 "and the predictions may be off by as much; `prune-lut validate --fit --drift none` "
                                 "re-anchors the table to the device as it runs now")
         finally:
