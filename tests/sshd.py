@@ -84,10 +84,17 @@ def board_python(root: Path, with_numpy: bool) -> str:
 
 
 class SSHServer:
-    """sshd -D -f <own config> on 127.0.0.1:<free port>, with its client side ready to use."""
+    """sshd -D -f <own config> on 127.0.0.1:<free port>, with its client side ready to use.
+
+    ``python`` is the board's interpreter: this test's own (the project's venv). The ssh login's
+    default ``python3`` is the system one, which has no onnxruntime on a fresh machine.
+    """
 
     def __init__(self, root: Path):
+        import sys
+
         self.root = Path(root)
+        self.python = sys.executable
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.user = os.environ.get("USER") or __import__("pwd").getpwuid(os.getuid()).pw_name
@@ -164,6 +171,12 @@ LogLevel INFO
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"sshd did not come up on port {self.port}: {self.log.read_text()[-2000:]}")
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for a prune-lut CLI subprocess that reaches this board with the test's Python."""
+        repo = str(Path(__file__).parents[1])
+        return {**os.environ, "PRUNE_LUT_REMOTE_PYTHON": self.python,
+                "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}
 
     def ssh_args(self) -> list[str]:
         """Client options every test uses: only our config file, never ~/.ssh/config."""

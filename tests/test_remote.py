@@ -65,7 +65,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ssh_opts(server):
-    return remote.SSHOptions(config=str(server.ssh_config), connect_timeout=10)
+    return remote.SSHOptions(config=str(server.ssh_config), connect_timeout=10, python=server.python)
 
 
 @pytest.fixture(scope="module")
@@ -149,12 +149,12 @@ def test_host_key_check_stays_on_unless_turned_off(server, tmp_path, known):
         kh.write_text(f"[127.0.0.1]:{server.port} {other[0]} {other[1]}\n")
     cfg = tmp_path / "cfg"
     cfg.write_text(server.ssh_config.read_text().replace(str(server.known_hosts), str(kh)))
-    opts = remote.SSHOptions(config=str(cfg), connect_timeout=10)
+    opts = remote.SSHOptions(config=str(cfg), connect_timeout=10, python=server.python)
     with pytest.raises(remote.RemoteError) as e:
         remote.RemoteWorker("board", opts).start()
     assert e.value.kind == "hostkey" and "--no-host-key-check" in str(e.value) and "\n" not in str(e.value)
     assert ("CHANGED" in str(e.value)) == (known == "changed")
-    with remote.RemoteWorker("board", remote.SSHOptions(config=str(cfg), host_key_check=False)) as w:
+    with remote.RemoteWorker("board", remote.SSHOptions(config=str(cfg), host_key_check=False, python=server.python)) as w:
         assert w.info["onnxruntime"]
 
 

@@ -42,7 +42,8 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def boards(server):
     def make(*hosts):
-        return remote.Boards(hosts, remote.SSHOptions(config=str(server.ssh_config), connect_timeout=10))
+        return remote.Boards(hosts, remote.SSHOptions(config=str(server.ssh_config), connect_timeout=10,
+                                                         python=server.python))
     return make
 
 
@@ -117,8 +118,7 @@ def test_connection_dropped_mid_build_then_resumed_loses_nothing(tmp_path, serve
 
 def test_cli_failures_are_one_line_and_exit_2(tmp_path, server):
     """`prune-lut build --host` through the real CLI: unreachable board, refused key, no runtime."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(sshd_mod.Path(__file__).parents[1]),
-                                                         os.environ.get("PYTHONPATH", "")])}
+    env = server.client_env()
     base = [sys.executable, "-m", "prune_lut.cli", "build", "--device", "cpu", "--family", "mobilenet_v2",
             "--small-input", "--num-classes", "10", "--in-channels", "1", "--ssh-config", str(server.ssh_config)]
     no_ort = sshd_mod.board_python(tmp_path / "venv", with_numpy=True)
@@ -138,8 +138,7 @@ def test_cli_build_spreads_over_two_boards_and_records_who_measured_what(tmp_pat
     """`prune-lut build --host board --host board2` (two aliases of the loopback sshd): the
     networks are shared between the boards, each network record names its board, and the
     provenance holds every board's hello info."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(sshd_mod.Path(__file__).parents[1]),
-                                                         os.environ.get("PYTHONPATH", "")])}
+    env = server.client_env()
     out = tmp_path / "two.json.gz"
     r = subprocess.run([sys.executable, "-m", "prune_lut.cli", "build", "--device", "cpu", "--family", "mobilenet_v2",
                         "--small-input", "--num-classes", "10", "--in-channels", "1", "--ssh-config",

@@ -280,8 +280,7 @@ def test_verify_on_a_board_over_ssh(checkpoint, lut_path, full_ms, tmp_path):
     server = sshd_mod.SSHServer(tmp_path / "sshd").start()
     try:
         out = tmp_path / "r.json"
-        env = {**os.environ, "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+        env = {**server.client_env(), "OMP_NUM_THREADS": "1"}
         r = subprocess.run([sys.executable, "-m", "prune_lut.cli", *map(str, search_args(
             checkpoint, str(board), 0.5 * full_ms, out)), "--verify", "1", "--host", "board",
             "--ssh-config", str(server.ssh_config)], env=env, capture_output=True, text=True, timeout=300)

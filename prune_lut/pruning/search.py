@@ -367,7 +367,6 @@ def load_fitness(checkpoint: str | os.PathLike, recal_batches: int = 4, recal_ba
 
 
 def _pruningnet_checkpoint(checkpoint: str | os.PathLike):
-    from . import families  # noqa: F401  (registers the families the checkpoint's space names)
     from .train import load_checkpoint
 
     ck = load_checkpoint(checkpoint)

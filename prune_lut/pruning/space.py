@@ -113,7 +113,15 @@ class Family:
     reference: str | None = None  # torchvision constructor with the same full-width net, if any
 
 
-FAMILIES: dict[str, Family] = {}
+FAMILIES: dict[str, Family] = {}  # filled by the modules of ``families/``; read it through registry()
+
+
+def registry() -> dict[str, Family]:
+    """Every registered family, the family modules imported on first use (whatever the caller
+    imported before: a checkpoint or table names its family before anything else is loaded)."""
+    from . import families  # noqa: F401  (each family module registers itself)
+
+    return FAMILIES
 
 
 def register_family(name: str, doc: str, reference: str | None = None):
@@ -147,7 +155,7 @@ class ChannelSpace:
     genes: dict[str, Gene] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
+        if self.family not in registry():
             raise UserError(f"unknown family {self.family!r}; choose one of: {', '.join(sorted(FAMILIES))}")
         if self.multiple < 1:
             raise UserError(f"multiple must be >= 1, got {self.multiple}")
@@ -309,13 +317,9 @@ class ChannelSpace:
 
 
 def get_space(family: str, **options) -> ChannelSpace:
-    """The channel space of a registered family (importing the family modules on first use)."""
-    from . import families  # noqa: F401  (registers every family)
-
+    """The channel space of a registered family."""
     return ChannelSpace(family, **options)
 
 
 def list_families() -> list[str]:
-    from . import families  # noqa: F401
-
-    return sorted(FAMILIES)
+    return sorted(registry())

@@ -23,8 +23,6 @@ log = logging.getLogger(__name__)
 
 def lut_space(lut: LUT, source: str = "LUT") -> ChannelSpace:
     """The channel space a LUT covers (refused when its description no longer gives the recorded hash)."""
-    from . import families  # noqa: F401  (registers every family)
-
     try:
         space = ChannelSpace.from_description(lut.space)
     except (KeyError, TypeError, ValueError) as e:
