@@ -60,7 +60,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--no-sandwich", action="store_true", help="PruningNet: random archs on every step")
+    ap.add_argument("--rule", default=None, help="PruningNet training rule (default: train's)")
+    ap.add_argument("--random-archs", type=int, default=None)
+    ap.add_argument("--distill", type=int, choices=(0, 1), default=None)
     ap.add_argument("--out", default="runs/fmnist-rank")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -77,7 +79,8 @@ def main() -> None:
     opts = dict(batch_size=a.batch_size, lr=a.lr, seed=a.seed, resume=True, progress=False)
     t = time.time()
     pn = train_pruningnet(space, data, epochs=a.epochs, out=out / "pruningnet.pt", hidden=a.hidden,
-                          sandwich=not a.no_sandwich, **opts)
+                          rule=a.rule, random_archs=a.random_archs,
+                          distill=None if a.distill is None else bool(a.distill), **opts)
     res["pruningnet_history"] = pn.history
     res["pruningnet_train_s"] = round(time.time() - t, 1)
     ck = load_checkpoint(out / "pruningnet.pt")

@@ -501,8 +501,13 @@ def lut_merge(paths, out):
 @click.option("--lut", "lut_path", type=click.Path(), help="LUT for --latency-range.")
 @click.option("--latency-range", help="LO:HI ms: train only on archs the LUT predicts in this range.")
 @click.option("--macs-range", help="LO:HI millions of MACs: train only on archs in this range.")
-@click.option("--sandwich/--no-sandwich", default=None,
-              help="Train the widest arch on every other step (default: on; see docs/BENCHMARKS.md).")
+@click.option("--rule", type=click.Choice(["sandwich", "alternate", "random"]), default=None,
+              help="Archs per step: sandwich = widest, smallest and --random-archs random ones (default); "
+                   "alternate = widest on even steps, random on odd; random = one random arch (the paper's).")
+@click.option("--random-archs", type=click.IntRange(0, 16), default=None,
+              help="With --rule sandwich: random archs per step beside the widest and smallest (default 2).")
+@click.option("--distill/--no-distill", default=None,
+              help="With --rule sandwich: pruned archs learn from the widest's soft predictions (default: on).")
 @click.option("--val-archs", type=click.Choice(["full", "full+smallest", "none"]), default="full", show_default=True,
               help="Generated networks scored on sub-val after each epoch (after BatchNorm recalibration).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
@@ -510,10 +515,10 @@ def lut_merge(paths, out):
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
 def train(family, data_spec, resolution, small_input, multiple, val_per_class, train_per_class, epochs, batch_size, lr,
           weight_decay,
-          hidden, seed, out, resume, lut_path, latency_range, macs_range, sandwich, val_archs, device, no_progress,
-          as_json):
-    """Meta-train a PruningNet for FAMILY on --data (a random coding vector per step, the widest arch
-    on every other one); resumable.
+          hidden, seed, out, resume, lut_path, latency_range, macs_range, rule, random_archs, distill, val_archs, device,
+          no_progress, as_json):
+    """Meta-train a PruningNet for FAMILY on --data (by default the widest, the smallest and two random
+    coding vectors per step, the pruned ones distilled from the widest); resumable.
 
     Multi-process: `torchrun --nproc-per-node N -m prune_lut.cli train ...`."""
     from .pruning import train as tr
@@ -527,7 +532,7 @@ def train(family, data_spec, resolution, small_input, multiple, val_per_class, t
     res = tr.train_pruningnet(sp, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, out=out, resume=resume,
                               hidden=hidden, weight_decay=weight_decay, macs_range=macs, latency_range=lat,
                               lut=lut_path, progress=not no_progress, device=device, validate_archs=val_archs,
-                              sandwich=sandwich)
+                              rule=rule, random_archs=random_archs, distill=distill)
     _report_training(res, as_json)
 
 

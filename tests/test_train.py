@@ -72,9 +72,12 @@ def test_checkpoint_holds_split_space_and_history(tiny, tmp_path):
     with pytest.raises(UserError, match="hidden 2, not 3"):
         train_pruningnet(space, data, out=tmp_path / "c.pt", epochs=2, batch_size=20, hidden=3, resume=True,
                          progress=False)
-    assert ck.header["sampler"]["sandwich"] is True  # the default
-    with pytest.raises(UserError, match="with sandwich steps; drop --no-sandwich"):
-        train_pruningnet(space, data, out=tmp_path / "c.pt", epochs=2, batch_size=20, resume=True, sandwich=False,
+    assert ck.header["sampler"]["rule"] == "sandwich" and ck.header["sampler"]["distill"] is True  # the defaults
+    with pytest.raises(UserError, match="with rule sandwich, not alternate; drop that option"):
+        train_pruningnet(space, data, out=tmp_path / "c.pt", epochs=2, batch_size=20, resume=True, rule="alternate",
+                         progress=False)
+    with pytest.raises(UserError, match="with distill True, not False"):
+        train_pruningnet(space, data, out=tmp_path / "c.pt", epochs=2, batch_size=20, resume=True, distill=False,
                          progress=False)
 
 
@@ -82,26 +85,45 @@ def test_arch_sampler_is_a_function_of_seed_and_step_and_honours_macs_range():
     sp = get_space("mobilenet_v2", resolution=8, num_classes=10, in_channels=1, small_input=True, multiple=8)
     lo, hi = sp.macs(sp.uniform(0.4)), sp.macs(sp.uniform(0.6))
     s = ArchSampler(sp, seed=5, macs_range=(lo, hi))
-    archs = [s.sample(i) for i in range(10)]
+    archs = [s.random(i) for i in range(10)]
     assert all(lo <= sp.macs(a) <= hi for a in archs)
-    assert archs == [ArchSampler(sp, seed=5, macs_range=(lo, hi)).sample(i) for i in range(10)]
+    assert archs == [ArchSampler(sp, seed=5, macs_range=(lo, hi)).random(i) for i in range(10)]
     assert len({sp.vector(a) for a in archs}) == 10
     with pytest.raises(UserError, match="misses the space"):
         ArchSampler(sp, seed=0, macs_range=(1, 2))
 
 
-def test_sandwich_trains_the_widest_arch_inside_the_range_on_even_steps():
+def test_rules_choose_each_steps_archs_inside_the_range():
     sp = get_space("mobilenet_v2", resolution=8, num_classes=10, in_channels=1, small_input=True, multiple=8)
-    s = ArchSampler(sp, seed=5, sandwich=True)
-    assert s.sample(0) == s.sample(8) == sp.full()
-    odd = [s.sample(i) for i in range(1, 12, 2)]
-    assert odd == [ArchSampler(sp, seed=5).sample(i) for i in range(1, 12, 2)]  # the random draws are unchanged
-    assert sp.full() not in odd
+    alt = ArchSampler(sp, seed=5, rule="alternate")
+    assert alt.step_archs(0) == alt.step_archs(8) == [sp.full()]
+    odd = [alt.step_archs(i) for i in range(1, 12, 2)]
+    assert odd == [[ArchSampler(sp, seed=5, rule="random").step_archs(i)[0]] for i in range(1, 12, 2)]
+    assert [sp.full()] not in odd
+    sw = ArchSampler(sp, seed=5, rule="sandwich", random_archs=3)
+    step = sw.step_archs(7)
+    assert step[:2] == [sp.full(), sp.smallest()] and len(step) == 5 and len({sp.vector(a) for a in step}) == 5
+    assert step == ArchSampler(sp, seed=5, rule="sandwich", random_archs=3).step_archs(7)  # a function of (seed, step)
     hi = sp.macs(sp.uniform(0.6))
-    capped = ArchSampler(sp, seed=5, macs_range=(0, hi), sandwich=True)
-    widest = capped.sample(0)
+    lo = sp.macs(sp.uniform(0.3))
+    capped = ArchSampler(sp, seed=5, macs_range=(lo, hi), rule="sandwich")
+    widest, smallest, *rand = capped.step_archs(0)
     assert sp.macs(widest) <= hi < sp.macs(sp.uniform(0.7))  # the widest uniform arch under the cap
-    assert capped.describe()["sandwich"] is True
+    assert lo <= sp.macs(smallest) and sp.macs(sp.uniform(0.2)) < lo  # the narrowest uniform arch above the floor
+    assert all(lo <= sp.macs(a) <= hi for a in rand)
+    assert capped.describe()["rule"] == "sandwich" and capped.describe()["random_archs"] == 2
+    with pytest.raises(UserError, match="unknown training rule"):
+        ArchSampler(sp, seed=5, rule="zigzag")
+
+
+def test_distillation_needs_the_sandwich_rule(tiny, tmp_path):
+    space, data = tiny
+    with pytest.raises(UserError, match="needs the sandwich rule"):
+        train_pruningnet(space, data, out=tmp_path / "d.pt", epochs=1, batch_size=20, hidden=2, rule="alternate",
+                         distill=True, progress=False)
+    r = train_pruningnet(space, data, out=tmp_path / "d.pt", epochs=1, batch_size=20, hidden=2, rule="alternate",
+                         progress=False)
+    assert r.header["sampler"]["distill"] is False  # the default turns off without a teacher
 
 
 def test_evaluate_counts_top1(tiny):
@@ -179,7 +201,7 @@ def test_arch_sampler_latency_range_from_a_lut_file(tmp_path):
     lo, hi = (pred.predict_ms(sp.layer_specs(sp.uniform(r))) for r in (0.4, 0.7))
     s = ArchSampler(sp, seed=1, latency_range=(lo, hi), lut=str(path))
     for i in range(5):
-        assert lo <= pred.predict_ms(sp.layer_specs(s.sample(i))) <= hi
+        assert lo <= pred.predict_ms(sp.layer_specs(s.random(i))) <= hi
     with pytest.raises(UserError, match="needs --lut"):
         ArchSampler(sp, seed=1, latency_range=(lo, hi))
 

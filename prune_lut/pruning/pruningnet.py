@@ -86,15 +86,26 @@ class PruningBlock(nn.Module):
     def ratios(self, arch: dict[str, int]) -> list[float]:
         return [(arch[r] if isinstance(r, str) else r) / b for r, b in zip(self.inputs, self.bases)]
 
+    def kernels(self, archs: list[dict[str, int]]) -> torch.Tensor:
+        """The full-size generated kernels (len(archs), *shape), one MLP pass for all archs: the
+        generator's weights are read once per step, not once per arch (they dominate a step's
+        memory traffic on small inputs)."""
+        feats = torch.tensor([self.ratios(a) for a in archs], dtype=self.fc1.weight.dtype,
+                             device=self.fc1.weight.device)
+        return self.fc2(F.relu(self.fc1(feats))).view(len(archs), *self.shape)
+
+    def crop(self, kernel: torch.Tensor, cin: int, cout: int) -> torch.Tensor:
+        """A full-size kernel cut to the arch's channels."""
+        return kernel[:cout] if self.conv.depthwise else kernel[:cout, :cin]
+
     def weight(self, arch: dict[str, int], cin: int, cout: int) -> torch.Tensor:
         """The generated kernel (cout, cin or 1, k, k) for ``arch``."""
-        feats = torch.tensor(self.ratios(arch), dtype=self.fc1.weight.dtype, device=self.fc1.weight.device)
-        w = self.fc2(F.relu(self.fc1(feats))).view(self.shape)
-        return w[:cout] if self.conv.depthwise else w[:cout, :cin]
+        return self.crop(self.kernels([arch])[0], cin, cout)
 
-    def forward(self, x: torch.Tensor, arch: dict[str, int], cin: int, cout: int, sync: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kernel: torch.Tensor, cin: int, cout: int, sync: bool = False) -> torch.Tensor:
+        """Conv with ``kernel`` (full size, from :meth:`kernels`) cropped, then this width's BatchNorm."""
         c = self.conv
-        y = F.conv2d(x, self.weight(arch, cin, cout), None, c.stride, c.kernel // 2, 1, cin if c.depthwise else 1)
+        y = F.conv2d(x, self.crop(kernel, cin, cout), None, c.stride, c.kernel // 2, 1, cin if c.depthwise else 1)
         i = self.choice[cout]
         w, b = self.bn_weight[i, :cout], self.bn_bias[i, :cout]
         rm, rv = self.running_mean[i, :cout], self.running_var[i, :cout]  # views: updated in place
@@ -135,20 +146,30 @@ class PruningNet(nn.Module):
         base = space.genes[self.head.cin].base if isinstance(self.head.cin, str) else self.head.cin
         self.classifier = nn.Linear(base, self.head.num_classes)
 
-    def _conv(self, c: Conv, x: torch.Tensor, arch: dict[str, int]) -> torch.Tensor:
-        w = self.space.width
-        return self.blocks[_key(c.name)](x, arch, w(c.cin, arch), w(c.cout, arch), self.sync_bn)
+    def forward(self, x: torch.Tensor, arch: dict[str, int] | list[dict[str, int]]):
+        """Logits of the network for ``arch`` on ``x`` (its weights generated on the fly); given a
+        list of archs, the list of their logits on the same batch, their kernels generated together
+        (:meth:`PruningBlock.kernels`)."""
+        archs = arch if isinstance(arch, list) else [arch]
+        kernels = {k: blk.kernels(archs) for k, blk in self.blocks.items()}
+        out = [self._forward(x, a, {k: v[i] for k, v in kernels.items()}) for i, a in enumerate(archs)]
+        return out if isinstance(arch, list) else out[0]
 
-    def forward(self, x: torch.Tensor, arch: dict[str, int]) -> torch.Tensor:
+    def _conv(self, c: Conv, x: torch.Tensor, arch: dict[str, int], kernels: dict) -> torch.Tensor:
+        w = self.space.width
+        key = _key(c.name)
+        return self.blocks[key](x, kernels[key], w(c.cin, arch), w(c.cout, arch), self.sync_bn)
+
+    def _forward(self, x: torch.Tensor, arch: dict[str, int], kernels: dict) -> torch.Tensor:
         for u in self.space.units:
             if isinstance(u, Conv):
-                x = self._conv(u, x, arch)
+                x = self._conv(u, x, arch, kernels)
             elif isinstance(u, Block):
                 y = x
                 for c in u.body:
-                    y = self._conv(c, y, arch)
+                    y = self._conv(c, y, arch, kernels)
                 if u.residual:
-                    y = _act(y + (x if u.shortcut is None else self._conv(u.shortcut, x, arch)), u.act)
+                    y = _act(y + (x if u.shortcut is None else self._conv(u.shortcut, x, arch, kernels)), u.act)
                 x = y
             elif isinstance(u, MaxPool):
                 x = F.max_pool2d(x, u.kernel, u.stride, u.kernel // 2)

@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 FORMAT, VERSION = "prune-lut-checkpoint", 1
 DEFAULTS = {"epochs": 10, "batch_size": 128, "lr": 0.05, "seed": 0, "weight_decay": 5e-4, "hidden": 32,
             "momentum": 0.9, "label_smoothing": 0.1}
+# The archs each PruningNet step trains (ArchSampler) and whether the pruned ones learn from the
+# widest's predictions: chosen A/B in docs/BENCHMARKS.md ("PruningNet training rules").
+TRAINING_RULE = {"rule": "sandwich", "random_archs": 2, "distill": True}
 RECAL_BATCHES = 20  # BatchNorm recalibration batches before each epoch's validation of a generated network
 
 
@@ -138,26 +141,33 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 # ---- arch sampling -----------------------------------------------------------------------
-class ArchSampler:
-    """Coding vector of step ``s``: uniform on the grid, drawn from a generator seeded by (seed, s) only,
-    so every process and every resumed run draws the same one. Optional MACs or LUT-latency ranges
-    are enforced by rejection.
+RULES = ("sandwich", "alternate", "random")
 
-    ``sandwich``: every even step trains the widest arch instead (the full width, or the widest
-    uniform width inside the range), the odd steps a random coding vector. Measured on
-    Fashion-MNIST and digits (docs/BENCHMARKS.md, "sandwich"): with random archs alone the shared
-    weights must serve ever-different truncations from the first step, and the PruningNet learned
-    very slowly (digits: chance accuracy after 5 epochs at a stable learning rate); anchoring every
-    other step on the widest net (the largest network of the sandwich rule, Yu & Huang 2019) gives the
-    truncated archs a trained network to inherit from.
+
+class ArchSampler:
+    """The coding vectors training step ``s`` trains, a function of (seed, s) alone, so every process
+    and every resumed run draws the same ones. Optional MACs or LUT-latency ranges are enforced by
+    rejection, and the widest and smallest archs are then the widest and narrowest uniform-width
+    archs inside the range.
+
+    ``rule``:
+      ``random``     one random coding vector per step (MetaPruning's rule);
+      ``alternate``  the widest arch on even steps, a random one on odd steps;
+      ``sandwich``   the widest, the smallest and ``random_archs`` random ones on every step, their
+                     gradients accumulated before one update (the sandwich rule of Yu & Huang 2019).
+    Measured A/B in docs/BENCHMARKS.md ("PruningNet training rules").
     """
 
     MAX_TRIES = 2000
 
     def __init__(self, space: ChannelSpace, seed: int, macs_range: tuple[float, float] | None = None,
                  latency_range: tuple[float, float] | None = None, lut: str | None = None,
-                 sandwich: bool = False):
-        self.space, self.seed, self.sandwich = space, seed, sandwich
+                 rule: str = "sandwich", random_archs: int = 2):
+        if rule not in RULES:
+            raise UserError(f"unknown training rule {rule!r}; choose one of {', '.join(RULES)}")
+        if random_archs < (0 if rule == "sandwich" else 1) or random_archs > 16:
+            raise UserError(f"random archs per step must lie in 0..16 (sandwich) or 1..16, got {random_archs}")
+        self.space, self.seed, self.rule, self.random_archs = space, seed, rule, random_archs
         self.macs_range, self.latency_range, self.lut = macs_range, latency_range, lut
         self._predict: Callable[[dict], float] | None = None
         if latency_range is not None:
@@ -176,35 +186,51 @@ class ArchSampler:
             if lo > hi or hi < ends[0] or lo > ends[1]:
                 raise UserError(f"{name} range {lo:g}:{hi:g} misses the space ({ends[0]:g} .. {ends[1]:g}); "
                                 "choose a range inside it")
-        self.widest = self._widest() if sandwich else None
+        self.widest = self._uniform_inside(range(100, 0, -1))
+        self.smallest = self._uniform_inside(range(1, 101))
 
-    def _widest(self) -> dict[str, int]:
-        """The full arch, or the widest uniform-width arch inside the range (a random one if none is)."""
-        for k in range(100, 0, -1):
+    def _uniform_inside(self, percents) -> dict[str, int]:
+        """The first uniform-width arch (ratios in ``percents`` order) inside the range, else a random one."""
+        for k in percents:
             arch = self.space.uniform(k / 100)
             if self.ok(arch):
                 return arch
-        return self.sample(-1)
+        return self.random(-1)
 
     def ok(self, arch: dict[str, int]) -> bool:
         if self.macs_range and not self.macs_range[0] <= self.space.macs(arch) <= self.macs_range[1]:
             return False
         return not (self.latency_range and not self.latency_range[0] <= self._predict(arch) <= self.latency_range[1])
 
-    def sample(self, step: int) -> dict[str, int]:
-        if self.sandwich and step >= 0 and step % 2 == 0:
-            return dict(self.widest)
-        rng = random.Random(f"{self.seed}:{step}")
+    def random(self, step: int, j: int = 0) -> dict[str, int]:
+        """The ``j``-th random coding vector of step ``step`` (uniform on the grid, inside the range)."""
+        rng = random.Random(f"{self.seed}:{step}" if j == 0 else f"{self.seed}:{step}:{j}")
         for _ in range(self.MAX_TRIES):
             arch = self.space.random(rng)
             if self.ok(arch):
                 return arch
         raise UserError(f"no arch inside the requested range after {self.MAX_TRIES} random draws; widen the range")
 
+    def step_archs(self, step: int) -> list[dict[str, int]]:
+        """The archs step ``step`` trains, in order (with ``sandwich`` the widest first: the teacher)."""
+        if self.rule == "random":
+            return [self.random(step)]
+        if self.rule == "alternate":
+            return [dict(self.widest)] if step % 2 == 0 else [self.random(step)]
+        return [dict(self.widest), dict(self.smallest)] + [self.random(step, j) for j in range(self.random_archs)]
+
     def describe(self) -> dict:
-        return {"sandwich": self.sandwich, "macs_range": list(self.macs_range) if self.macs_range else None,
+        return {"rule": self.rule, "random_archs": self.random_archs if self.rule == "sandwich" else None,
+                "macs_range": list(self.macs_range) if self.macs_range else None,
                 "latency_range": list(self.latency_range) if self.latency_range else None,
                 "lut": str(self.lut) if self.lut else None}
+
+    @staticmethod
+    def rule_of(described: dict) -> tuple[str, int]:
+        """(rule, random archs) of a checkpoint's sampler record; before rules existed it held ``sandwich``."""
+        if "rule" in described:
+            return described["rule"], described.get("random_archs") or 2
+        return ("alternate" if described.get("sandwich") else "random"), 2
 
 
 # ---- evaluation --------------------------------------------------------------------------
@@ -291,6 +317,32 @@ def _resolve(out: Path, resume: bool, kind: str, space: ChannelSpace, data: Data
     return cfg, ck
 
 
+@dataclass
+class Loss:
+    """A step's loss over one or several forwards of the same batch: cross-entropy with label
+    smoothing on the labels, or (in-place distillation) on the ``teacher``'s probabilities for every
+    forward after the first; summed over the forwards (their gradients accumulate, one update) and
+    scaled to the mean over the global batch; backward at once. Returns (loss sum, correct, count)
+    per forward, for the step's statistics."""
+
+    label_smoothing: float
+    scale: float
+
+    def backward(self, logits: torch.Tensor | list[torch.Tensor], y: torch.Tensor,
+                 teacher: torch.Tensor | None = None) -> torch.Tensor:
+        outs = logits if isinstance(logits, list) else [logits]
+        total, correct = 0.0, 0.0
+        for i, z in enumerate(outs):
+            if teacher is None or i == 0:
+                total = total + F.cross_entropy(z, y, label_smoothing=self.label_smoothing, reduction="sum")
+            else:
+                total = total - (teacher * F.log_softmax(z, 1)).sum()
+            correct += float((z.argmax(1) == y).sum())
+        (total * self.scale).backward()
+        n = len(outs)
+        return torch.tensor([float(total.detach()) / n, correct / n, float(len(y))], dtype=torch.float64)
+
+
 def _fit(kind: str, model: nn.Module, space: ChannelSpace, data: DataSplits, out, resume: bool, given: dict,
          header_extra: dict, forward: Callable, validate: Callable[[nn.Module], dict], progress: bool,
          device: str, arch: dict | None = None, build_groups: Callable | None = None,
@@ -343,14 +395,10 @@ def _fit(kind: str, model: nn.Module, space: ChannelSpace, data: DataSplits, out
                 g["lr"] = _cosine(cfg["lr"], step, total)
             xs, ys = x.tensor_split(dist.world)[dist.rank], y.tensor_split(dist.world)[dist.rank]
             xs, ys = xs.to(dist.device, non_blocking=True), ys.to(dist.device, non_blocking=True)
-            logits, tag = forward(runner, xs, step)
-            digest.update(tag.encode())
-            loss_sum = F.cross_entropy(logits, ys, label_smoothing=cfg["label_smoothing"], reduction="sum")
-            loss = loss_sum * (dist.world / len(y))  # DDP averages over processes: the mean over the global batch
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            stats = torch.stack([loss_sum.detach().double().cpu(), (logits.argmax(1) == ys).sum().double().cpu(),
-                                 torch.tensor(float(len(ys)), dtype=torch.float64)])
+            # DDP averages over processes: dist.world / len(y) makes each loss the mean over the global batch
+            stats, tag = forward(runner, xs, ys, step, Loss(cfg["label_smoothing"], dist.world / len(y)))
+            digest.update(tag.encode())
             stats = dist.mean(stats) * dist.world
             if not torch.isfinite(stats[0]):
                 bar.close()
@@ -418,20 +466,27 @@ def train_pruningnet(space: ChannelSpace, data: DataSplits, epochs: int | None =
                      macs_range: tuple[float, float] | None = None,
                      latency_range: tuple[float, float] | None = None, lut: str | None = None,
                      progress: bool = True, device: str = "auto", validate_archs: str = "full",
-                     stop_after: int | None = None, sandwich: bool | None = None) -> TrainResult:
-    """Meta-train a PruningNet on ``data`` (a random coding vector per step), checkpointing to ``out``.
+                     stop_after: int | None = None, rule: str | None = None, random_archs: int | None = None,
+                     distill: bool | None = None) -> TrainResult:
+    """Meta-train a PruningNet on ``data``, checkpointing to ``out``.
 
-    Options left None take the defaults (:data:`DEFAULTS`), or the checkpoint's values on resume.
+    Options left None take the defaults (:data:`DEFAULTS`, :data:`TRAINING_RULE`), or the
+    checkpoint's values on resume. ``rule`` and ``random_archs`` choose the archs of each step
+    (:class:`ArchSampler`); ``distill`` (sandwich rule only) trains every arch but the widest on the
+    widest's soft predictions for the same batch (in-place distillation) instead of the labels.
     After each epoch the generated full-width network (``validate_archs="full"``; also the smallest
     with ``"full+smallest"``; none with ``"none"``) is scored on the sub-validation split after
     BatchNorm recalibration. ``stop_after`` ends this call after that many epochs (the schedule
-    still spans ``epochs``; ``resume`` continues it). ``sandwich`` (default on; see
-    :class:`ArchSampler`) trains the widest arch on every other step.
+    still spans ``epochs``; ``resume`` continues it).
     """
     check_space_data(space, data)
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "hidden": hidden,
              "weight_decay": weight_decay}
     cfg_seed = DEFAULTS["seed"] if seed is None else seed
+    wanted_rule = {"rule": rule, "random_archs": random_archs, "distill": distill}
+    rule_cfg = {**TRAINING_RULE, **{k: v for k, v in wanted_rule.items() if v is not None}}
+    if distill is None and rule_cfg["rule"] != "sandwich":
+        rule_cfg["distill"] = False  # no teacher in the step
     # options fixed by the checkpoint must be known before the model is built
     p = Path(out)
     if resume and p.exists():
@@ -443,18 +498,28 @@ def train_pruningnet(space: ChannelSpace, data: DataSplits, epochs: int | None =
             macs_range = tuple(prev_sampler["macs_range"]) if prev_sampler.get("macs_range") else None
             latency_range = tuple(prev_sampler["latency_range"]) if prev_sampler.get("latency_range") else None
             lut = prev_sampler.get("lut")
-        was = bool(prev_sampler.get("sandwich", False))  # False: checkpoints from before the option
-        if sandwich is not None and sandwich != was:
-            raise UserError(f"{p} was trained {'with' if was else 'without'} sandwich steps; drop "
-                            f"--{'no-' if not sandwich else ''}sandwich to resume, or choose another --out")
-        sandwich = was
+        was_rule, was_random = ArchSampler.rule_of(prev_sampler)
+        was = {"rule": was_rule, "random_archs": was_random, "distill": bool(prev_sampler.get("distill", False))}
+        for k, v in wanted_rule.items():
+            if v is not None and v != was[k] and not (k == "random_archs" and was_rule != "sandwich"):
+                raise UserError(f"{p} was trained with {k.replace('_', '-')} {was[k]}, not {v}; drop that "
+                                "option to resume, or choose another --out")
+        rule_cfg = was
+    if rule_cfg["distill"] and rule_cfg["rule"] != "sandwich":
+        raise UserError(f"in-place distillation needs the sandwich rule (the widest arch is the teacher of each "
+                        f"step), not {rule_cfg['rule']!r}; drop --distill or use --rule sandwich")
     torch.manual_seed(cfg_seed)  # the PruningBlocks' initialization
     model = PruningNet(space, hidden=DEFAULTS["hidden"] if hidden is None else hidden)
-    sampler = ArchSampler(space, cfg_seed, macs_range, latency_range, lut, sandwich=True if sandwich is None else sandwich)
+    sampler = ArchSampler(space, cfg_seed, macs_range, latency_range, lut, rule=rule_cfg["rule"],
+                          random_archs=rule_cfg["random_archs"])
+    distill = rule_cfg["distill"]
 
-    def forward(runner, x, step):
-        arch = sampler.sample(step)
-        return runner(x, arch), ",".join(map(str, space.vector(arch)))
+    def forward(runner, x, y, step, loss: Loss):
+        archs = sampler.step_archs(step)
+        logits = runner(x, archs)  # one graph for the step's archs: the generator runs once for all
+        teacher = F.softmax(logits[0].detach(), 1) if distill else None
+        stats = loss.backward(logits, y, teacher)
+        return stats, ";".join(",".join(map(str, space.vector(a))) for a in archs)
 
     named = {"full": space.full(), "smallest": space.smallest()}
     wanted = [] if validate_archs == "none" else validate_archs.split("+")
@@ -462,9 +527,9 @@ def train_pruningnet(space: ChannelSpace, data: DataSplits, epochs: int | None =
     def validate(m: PruningNet) -> dict:
         return {f"val_{n}": arch_accuracy(m, named[n], data, seed=cfg_seed) for n in wanted}
 
-    res = _fit("pruningnet", model, space, data, out, resume, given, {"sampler": sampler.describe()}, forward,
-               validate, progress, device, build_groups=lambda m, cfg: m.param_groups(cfg["weight_decay"]),
-               stop_after=stop_after)
+    res = _fit("pruningnet", model, space, data, out, resume, given,
+               {"sampler": {**sampler.describe(), "distill": distill}}, forward, validate, progress, device,
+               build_groups=lambda m, cfg: m.param_groups(cfg["weight_decay"]), stop_after=stop_after)
     return res
 
 
@@ -504,8 +569,8 @@ def train_plain(space: ChannelSpace, arch: dict[str, int], data: DataSplits, epo
         torch.manual_seed(load_checkpoint(out).header["config"]["seed"] if seed is None else seed)
     model = init_from_pruningnet(init, space, arch) if init else build_net(space, arch)
 
-    def forward(runner, x, step):
-        return runner(x), "plain"
+    def forward(runner, x, y, step, loss: Loss):
+        return loss.backward(runner(x), y), "plain"
 
     def validate(m: nn.Module) -> dict:
         return {"val_acc": evaluate(m, data.val)} if holdout else {}

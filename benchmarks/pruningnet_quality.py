@@ -1,0 +1,195 @@
+"""What the search relies on: does the PruningNet's accuracy rank archs like training them does?
+
+CPU-sized (Fashion-MNIST at 14x14, a class-balanced subset, the whole test set), the MobileNetV2
+small-input space at multiple 8. Two sets of archs, each trained from scratch for as many epochs as
+the PruningNet (equal epochs), with its sub-validation split held out:
+  * ``spread``: 20 random archs spread over the space's size range (``train_fmnist_rank.spread_archs``),
+    one seed: the ratio of generated to scratch test accuracy;
+  * ``equal``: 20 archs whose predicted latency (``--lut``) lies within +-5% of ``--budget-x`` times the
+    smallest arch's, two seeds: the rank correlation that decides a search at one budget, beside its
+    ceiling (seed against seed) and the proxies MACs and params, which cannot tell such archs apart.
+Commands (each resumes; every checkpoint and results file stays under --out):
+
+    python benchmarks/pruningnet_quality.py scratch --lut LUT --out runs/q
+    python benchmarks/pruningnet_quality.py variant --lut LUT --out runs/q --name sandwich --rule sandwich
+    python benchmarks/pruningnet_quality.py report --lut LUT --out runs/q
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from scipy.stats import kendalltau, spearmanr
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_fmnist_rank import spread_archs  # noqa: E402
+
+from prune_lut.latency.lutfile import LUT  # noqa: E402
+from prune_lut.latency.predictor import Predictor  # noqa: E402
+from prune_lut.pruning.arch import read_json, write_json_atomic  # noqa: E402
+from prune_lut.pruning.data import load_data  # noqa: E402
+from prune_lut.pruning.evolution import Evolution, EvolutionConfig  # noqa: E402
+from prune_lut.pruning.space import ChannelSpace, get_space  # noqa: E402
+from prune_lut.pruning.train import arch_accuracy, load_checkpoint, train_plain, train_pruningnet  # noqa: E402
+
+
+def equal_latency_archs(space: ChannelSpace, predict, target_ms: float, n: int, seed: int,
+                        tol: float = 0.05) -> list[dict[str, int]]:
+    """``n`` distinct archs predicted within ``tol`` of ``target_ms``: level draws (random sizes, genes
+    around them; see ``Evolution.level_arch``) kept when they land inside the band."""
+    evo = Evolution({k: g.choices for k, g in space.genes.items()}, lambda a: [0.0] * len(a), lambda a: True,
+                    EvolutionConfig(seed=seed))
+    out, seen = [], set()
+    for _ in range(200000):
+        arch = evo.level_arch() if len(out) % 2 else evo.random_arch(cap=evo.rng.random())
+        v = space.vector(arch)
+        if v not in seen and abs(predict(arch) / target_ms - 1) <= tol:
+            seen.add(v)
+            out.append(arch)
+            if len(out) == n:
+                return out
+    raise SystemExit(f"only {len(out)} archs within +-{tol:.0%} of {target_ms:.4g} ms")
+
+
+def setup(a):
+    data = load_data(a.data, resolution=a.resolution, train_per_class=a.train_per_class,
+                     test_per_class=a.test_per_class, val_per_class=a.val_per_class, seed=a.seed)
+    space = get_space("mobilenet_v2", resolution=data.resolution, num_classes=data.num_classes,
+                      in_channels=data.in_channels, small_input=True, multiple=8)
+    pred = Predictor(LUT.load(a.lut, space_hash=space.hash))
+    predict = lambda arch: pred.predict_ms(space.layer_specs(arch))  # noqa: E731
+    small_ms = predict(space.smallest())
+    archs = {"spread": spread_archs(space, a.archs, a.seed + 1),
+             "equal": equal_latency_archs(space, predict, a.budget_x * small_ms, a.archs, a.seed + 2)}
+    meta = {"space": space.describe(), "space_hash": space.hash, "data": data.describe(), "lut": a.lut,
+            "smallest_ms": small_ms, "full_ms": predict(space.full()), "equal_target_ms": a.budget_x * small_ms,
+            "machine": f"{platform.node()} {platform.machine()}, {torch.get_num_threads()} torch threads"}
+    return data, space, predict, archs, meta
+
+
+def load(path: Path) -> dict:
+    return read_json(path) if path.exists() else {}
+
+
+def scratch(a) -> None:
+    """Every arch of both sets trained from scratch (equal epochs), plus the full-width plain net."""
+    data, space, predict, archs, meta = setup(a)
+    out = Path(a.out)
+    res = load(out / "scratch.json")
+    res.update(meta)
+    opts = dict(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, resume=True, progress=False, holdout=True)
+    jobs = [("full", 0, space.full(), 0)] + [("spread", i, x, 0) for i, x in enumerate(archs["spread"])]
+    jobs += [("equal", i, x, s) for s in (0, 1) for i, x in enumerate(archs["equal"])]
+    for kind, i, arch, seed in jobs:
+        key = f"{kind}-{i:02d}-s{seed}"
+        if key in res.get("runs", {}):
+            continue
+        t = time.time()
+        r = train_plain(space, arch, data, seed=seed, out=out / "scratch" / f"{key}.pt", **opts)
+        res.setdefault("runs", {})[key] = {"genes": arch, "macs": space.macs(arch), "params": space.params(arch),
+                                           "predicted_ms": predict(arch), "test": r.test_acc,
+                                           "val": r.history[-1].get("val_acc"), "seconds": round(time.time() - t, 1)}
+        write_json_atomic(out / "scratch.json", res)
+        print(f"{key}: {space.macs(arch) / 1e6:.2f} M MACs, {predict(arch):.4f} ms, test {r.test_acc:.4f}", flush=True)
+
+
+def variant(a) -> None:
+    """Train one PruningNet variant (resumable), then score every arch with its generated weights."""
+    data, space, predict, archs, meta = setup(a)
+    out = Path(a.out) / "variants" / a.name
+    out.mkdir(parents=True, exist_ok=True)
+    t = time.time()
+    ck_path = out / "pruningnet.pt"
+    train_pruningnet(space, data, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, out=ck_path,
+                     resume=True, progress=False, rule=a.rule, random_archs=a.random_archs,
+                     distill=None if a.distill is None else bool(a.distill), validate_archs="none")
+    res = load(out / "scores.json")
+    res.update({**meta, "name": a.name, "command": " ".join(sys.argv)})
+    res.setdefault("train_s", round(time.time() - t, 1))
+    ck = load_checkpoint(ck_path)
+    res["sampler"], res["history"] = ck.header["sampler"], ck.header["history"]
+    sets = {"full": [space.full()], **archs}
+    for kind, xs in sets.items():
+        for i, arch in enumerate(xs):
+            key = f"{kind}-{i:02d}"
+            if key in res.get("scores", {}):
+                continue
+            res.setdefault("scores", {})[key] = {
+                "val": arch_accuracy(ck.pruningnet, arch, data, split="val", seed=a.seed),
+                "test": arch_accuracy(ck.pruningnet, arch, data, split="test", seed=a.seed)}
+        write_json_atomic(out / "scores.json", res)
+    print(json.dumps(figures(load(Path(a.out) / "scratch.json"), res), indent=1))
+
+
+def _corr(x, y) -> dict:
+    return {"spearman": float(spearmanr(x, y)[0]), "kendall": float(kendalltau(x, y)[0])}
+
+
+def figures(scr: dict, var: dict) -> dict:
+    """The targets' figures for one variant against the scratch runs it can be compared with."""
+    runs, sc = scr.get("runs", {}), var.get("scores", {})
+    out: dict = {"name": var.get("name"), "train_s": var.get("train_s")}
+    if "full-00-s0" in runs and "full-00" in sc:
+        out["full_ratio"] = sc["full-00"]["test"] / runs["full-00-s0"]["test"]
+    spread = [k for k in sorted(sc) if k.startswith("spread") and f"{k}-s0" in runs]
+    if spread:
+        ratios = [sc[k]["test"] / runs[f"{k}-s0"]["test"] for k in spread]
+        out["spread"] = {"n": len(spread), "median_ratio": statistics.median(ratios), "min_ratio": min(ratios),
+                         "pn_val_vs_scratch": _corr([sc[k]["val"] for k in spread],
+                                                    [runs[f"{k}-s0"]["test"] for k in spread]),
+                         "macs_vs_scratch": _corr([runs[f"{k}-s0"]["macs"] for k in spread],
+                                                  [runs[f"{k}-s0"]["test"] for k in spread])}
+    equal = [k for k in sorted(sc) if k.startswith("equal") and f"{k}-s0" in runs and f"{k}-s1" in runs]
+    if len(equal) >= 3:
+        s0 = [runs[f"{k}-s0"]["test"] for k in equal]
+        s1 = [runs[f"{k}-s1"]["test"] for k in equal]
+        mean = [(p + q) / 2 for p, q in zip(s0, s1)]
+        out["equal"] = {"n": len(equal), "pn_val_vs_scratch_mean": _corr([sc[k]["val"] for k in equal], mean),
+                        "pn_test_vs_scratch_mean": _corr([sc[k]["test"] for k in equal], mean),
+                        "ceiling_seed0_vs_seed1": _corr(s0, s1),
+                        "macs_vs_scratch_mean": _corr([runs[f"{k}-s0"]["macs"] for k in equal], mean),
+                        "params_vs_scratch_mean": _corr([runs[f"{k}-s0"]["params"] for k in equal], mean),
+                        "scratch_mean_range": [min(mean), max(mean)],
+                        "median_ratio": statistics.median(sc[k]["test"] / m for k, m in zip(equal, mean))}
+    return out
+
+
+def report(a) -> None:
+    scr = load(Path(a.out) / "scratch.json")
+    rows = [figures(scr, load(p)) for p in sorted((Path(a.out) / "variants").glob("*/scores.json"))]
+    print(json.dumps(rows, indent=1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=("scratch", "variant", "report"))
+    ap.add_argument("--lut", required=True, help="cpu table of the space (equal-latency archs)")
+    ap.add_argument("--out", default="runs/pruningnet-quality")
+    ap.add_argument("--data", default="fashion-mnist")
+    ap.add_argument("--resolution", type=int, default=14)
+    ap.add_argument("--train-per-class", type=int, default=400)
+    ap.add_argument("--val-per-class", type=int, default=100)
+    ap.add_argument("--test-per-class", type=int, default=1000, help="1000: the whole Fashion-MNIST test set")
+    ap.add_argument("--archs", type=int, default=20)
+    ap.add_argument("--budget-x", type=float, default=2.0, help="equal-latency target: x the smallest arch's")
+    ap.add_argument("--epochs", type=int, default=10, help="PruningNet and scratch epochs (equal)")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--name", help="variant: its folder under OUT/variants")
+    ap.add_argument("--rule", help="variant: train's --rule")
+    ap.add_argument("--random-archs", type=int)
+    ap.add_argument("--distill", type=int, choices=(0, 1))
+    a = ap.parse_args()
+    {"scratch": scratch, "variant": variant, "report": report}[a.command](a)
+
+
+if __name__ == "__main__":
+    main()
