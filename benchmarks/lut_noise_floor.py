@@ -32,7 +32,7 @@ import numpy as np
 
 from prune_lut.latency.build import attribute
 from prune_lut.latency.measure import get_meter
-from prune_lut.pruning.coverage import space_network
+from prune_lut.tables.networks import space_network
 from prune_lut.pruning.space import get_space
 
 

@@ -14,8 +14,8 @@ import argparse
 import statistics
 
 from prune_lut.latency.measure import measure_many
-from prune_lut.pruning.quickstart import SPACE
-from prune_lut.pruning.sampling import onnx_bytes
+from prune_lut.quickstart import SPACE
+from prune_lut.tables.networks import onnx_bytes
 from prune_lut.pruning.space import get_space
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import random
 import statistics
 import sys
 import time
@@ -33,11 +32,12 @@ from train_fmnist_rank import spread_archs  # noqa: E402
 
 from prune_lut.latency.lutfile import LUT  # noqa: E402
 from prune_lut.latency.predictor import Predictor  # noqa: E402
-from prune_lut.pruning.arch import read_json, write_json_atomic  # noqa: E402
+from prune_lut.files import read_json, write_json  # noqa: E402
 from prune_lut.pruning.data import load_data  # noqa: E402
 from prune_lut.pruning.evolution import Evolution, EvolutionConfig  # noqa: E402
 from prune_lut.pruning.space import ChannelSpace, get_space  # noqa: E402
-from prune_lut.pruning.train import arch_accuracy, load_checkpoint, train_plain, train_pruningnet  # noqa: E402
+from prune_lut.pruning.scoring import GeneratedNets  # noqa: E402
+from prune_lut.pruning.train import RECAL_BATCHES, load_checkpoint, train_plain, train_pruningnet  # noqa: E402
 
 
 def equal_latency_archs(space: ChannelSpace, predict, target_ms: float, n: int, seed: int,
@@ -96,7 +96,7 @@ def scratch(a) -> None:
         res.setdefault("runs", {})[key] = {"genes": arch, "macs": space.macs(arch), "params": space.params(arch),
                                            "predicted_ms": predict(arch), "test": r.test_acc,
                                            "val": r.history[-1].get("val_acc"), "seconds": round(time.time() - t, 1)}
-        write_json_atomic(out / "scratch.json", res)
+        write_json(out / "scratch.json", res)
         print(f"{key}: {space.macs(arch) / 1e6:.2f} M MACs, {predict(arch):.4f} ms, test {r.test_acc:.4f}", flush=True)
 
 
@@ -109,12 +109,13 @@ def variant(a) -> None:
     ck_path = out / "pruningnet.pt"
     train_pruningnet(space, data, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, out=ck_path,
                      resume=True, progress=False, rule=a.rule, random_archs=a.random_archs,
-                     distill=None if a.distill is None else bool(a.distill), validate_archs="none")
+                     distill=None if a.distill is None else bool(a.distill), score_archs="none")
     res = load(out / "scores.json")
     res.update({**meta, "name": a.name, "command": " ".join(sys.argv)})
     res.setdefault("train_s", round(time.time() - t, 1))
     ck = load_checkpoint(ck_path)
     res["sampler"], res["history"] = ck.header["sampler"], ck.header["history"]
+    nets = GeneratedNets(ck.pruningnet, data, RECAL_BATCHES, seed=a.seed)
     sets = {"full": [space.full()], **archs}
     for kind, xs in sets.items():
         for i, arch in enumerate(xs):
@@ -122,9 +123,8 @@ def variant(a) -> None:
             if key in res.get("scores", {}):
                 continue
             res.setdefault("scores", {})[key] = {
-                "val": arch_accuracy(ck.pruningnet, arch, data, split="val", seed=a.seed),
-                "test": arch_accuracy(ck.pruningnet, arch, data, split="test", seed=a.seed)}
-        write_json_atomic(out / "scores.json", res)
+                "val": nets.accuracy(arch, "val"), "test": nets.accuracy(arch, "test")}
+        write_json(out / "scores.json", res)
     print(json.dumps(figures(load(Path(a.out) / "scratch.json"), res), indent=1))
 
 

@@ -29,7 +29,7 @@ import sshd  # noqa: E402  (tests/sshd.py: the throwaway server)
 from prune_lut.devices import get_device  # noqa: E402
 from prune_lut.latency import remote  # noqa: E402
 from prune_lut.latency.measure import LocalMeter  # noqa: E402
-from prune_lut.pruning.coverage import build_space_table  # noqa: E402
+from prune_lut.tables.build import build_space_table  # noqa: E402
 from prune_lut.pruning.space import get_space  # noqa: E402
 
 

@@ -26,10 +26,11 @@ from pathlib import Path
 from prune_lut.latency.lutfile import LUT
 from prune_lut.latency.measure import measure_many
 from prune_lut.latency.predictor import Predictor
-from prune_lut.pruning.arch import write_json_atomic
+from prune_lut.files import write_json
 from prune_lut.pruning.export import save_onnx
-from prune_lut.pruning.quickstart import quickstart_space
-from prune_lut.pruning.search import load_fitness, load_result
+from prune_lut.quickstart import quickstart_space
+from prune_lut.pruning.scoring import GeneratedNets
+from prune_lut.pruning.search import load_result, pruningnet_checkpoint
 
 
 def run_search(procs: int, a, budget: float, out: Path) -> dict:
@@ -88,24 +89,25 @@ def main() -> None:
 
     # the winner (of the last run; all runs give the same result), baseline and full net, measured here
     r = load_result(runs[-1]["result"])
-    fit = load_fitness(a.checkpoint)
+    ck = pruningnet_checkpoint(a.checkpoint)
+    fit = GeneratedNets(ck.pruningnet, ck.load_data())
     nets = {"winner": r["top"][0]["arch"]["genes"], "uniform": r["uniform_baseline"]["arch"]["genes"],
             "full": space.full()}
     files = {}
     for name, genes in nets.items():
         files[name] = out / f"{name}.onnx"
-        save_onnx(files[name], space, fit.network(space.validate(genes)))
+        save_onnx(files[name], space, fit.network(space.check_arch(genes)))
     meas = measure_many("cpu", list(files.values()))
     measured = {}
     for (name, genes), m in zip(nets.items(), meas):
-        p = pred.predict_ms(space.layer_specs(space.validate(genes)))
+        p = pred.predict_ms(space.layer_specs(space.check_arch(genes)))
         measured[name] = {"predicted_ms": p, "measured_ms": m.median_ms, "spread_ms": m.spread_ms,
                           "error_pct": 100 * (p / m.median_ms - 1), "under_budget": m.median_ms <= budget}
     report = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "host": platform.node(),
               "cpus": os.cpu_count(), "command": " ".join(sys.argv), "lut": a.lut, "calibrated": pred.calibrated,
               "checkpoint": a.checkpoint, "budget_ms": budget, "full_predicted_ms": full_ms, "searches": runs,
               "measured": measured}
-    write_json_atomic(out / "report.json", report)
+    write_json(out / "report.json", report)
     print(json.dumps(report, indent=2))
 
 

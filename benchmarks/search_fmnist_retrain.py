@@ -33,11 +33,11 @@ from prune_lut.latency.lutfile import LUT
 from prune_lut.latency.measure import measure_beside, measure_many
 from prune_lut.latency.predictor import Predictor
 from prune_lut.latency.validate import reference_drift
-from prune_lut.pruning.arch import read_json, write_json_atomic
+from prune_lut.files import read_json, write_json
 from prune_lut.pruning.data import load_data
 from prune_lut.pruning.evolution import EvolutionConfig
-from prune_lut.pruning.quickstart import SPACE
-from prune_lut.pruning.sampling import onnx_bytes, reference_arch
+from prune_lut.quickstart import SPACE
+from prune_lut.tables.networks import onnx_bytes
 from prune_lut.pruning.space import get_space
 from prune_lut.pruning.search import load_result, search_checkpoint
 from prune_lut.pruning.train import train_plain, train_pruningnet
@@ -94,7 +94,7 @@ def main() -> None:
     ckpt = out / "pruningnet.pt"
     t0 = time.perf_counter()
     lat_range = tuple(float(x) * full_ms for x in a.pn_latency_range.split(",")) if a.pn_latency_range else None
-    train_pruningnet(space, data, epochs=a.pn_epochs, out=ckpt, resume=True, progress=False, validate_archs="none",
+    train_pruningnet(space, data, epochs=a.pn_epochs, out=ckpt, resume=True, progress=False, score_archs="none",
                      latency_range=lat_range, lut=a.lut if lat_range else None)
     report["pruningnet_s"] = report.get("pruningnet_s") or time.perf_counter() - t0
 
@@ -124,10 +124,10 @@ def main() -> None:
                       "rival_ratio": rival, "winner_search_acc": e["accuracy"],
                       "search_uniform_baseline": {"ratio": res["uniform_baseline"]["ratio"],
                                                   "accuracy": res["uniform_baseline"]["accuracy"]}})
-            write_json_atomic(rep_path, report)
+            write_json(rep_path, report)
         # reports written before --verify measured only the search's best
         genes = b.get("winner_genes") or res["top"][0]["arch"]["genes"]
-        win, wp = space.validate(genes), b["winner_predicted_ms"]
+        win, wp = space.check_arch(genes), b["winner_predicted_ms"]
         if a.remeasure:
             _, (win_ms,), uni_ms, rounds_ms, rival = measure_rival(
                 space, pred, [{"arch": {"genes": genes}, "latency_ms": {"cpu": wp}}], b["budget_ms"], uniform_archs,
@@ -136,7 +136,7 @@ def main() -> None:
                                "winner_ms": win_ms, "winner_error_pct": 100 * (wp / win_ms - 1),
                                "winner_meets": win_ms <= b["budget_ms"], "uniform_ms": uni_ms,
                                "rounds_ms": rounds_ms, "rival_ratio": rival, "reference": drift(pred, rounds_ms)}
-            write_json_atomic(rep_path, report)
+            write_json(rep_path, report)
         if a.measure_only:
             continue
         # the rival by the first measurement and, when a quiet re-measurement picks another, that one too
@@ -153,18 +153,18 @@ def main() -> None:
                 r = train_plain(space, arch, data, epochs=a.epochs, seed=seed, out=out / f"{key}-{rk}.pt",
                                 resume=True, progress=False)
                 b["runs"][rk] = {"test_acc": r.test_acc, "seconds": time.perf_counter() - t0}
-                write_json_atomic(rep_path, report)
+                write_json(rep_path, report)
         acc = {n: [b["runs"][f"{n}-s{s}"]["test_acc"] for s in range(a.seeds)] for n in ("searched", *rivals)}
         b["summary"] = {n: {"mean": statistics.mean(v), "stdev": statistics.stdev(v) if len(v) > 1 else 0.0,
                             "min": min(v), "max": max(v)} for n, v in acc.items()}
         for n in rivals:
             suffix = "" if n == "uniform" else "_" + n.replace("-", "_")
             b["summary"]["gain_points" + suffix] = 100 * (b["summary"]["searched"]["mean"] - b["summary"][n]["mean"])
-        write_json_atomic(rep_path, report)
+        write_json(rep_path, report)
         print(key, json.dumps(b["summary"]), flush=True)
     report["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     report["elapsed_s_this_call"] = time.perf_counter() - t_start
-    write_json_atomic(rep_path, report)
+    write_json(rep_path, report)
     print(json.dumps(report, indent=2))
 
 
@@ -196,9 +196,9 @@ def measure_rival(space, pred, cands: list[dict], budget_ms: float, uniform_arch
         if v not in seen:
             seen.add(v)
             uni.append(r)
-    archs = [space.validate(c["arch"]["genes"]) for c in cands] + [uniform_archs[r] for r in uni]
+    archs = [space.check_arch(c["arch"]["genes"]) for c in cands] + [uniform_archs[r] for r in uni]
     models = [onnx_bytes(space, arch) for arch in archs]
-    ref = onnx_bytes(space, reference_arch(space, pred.lut.reference))
+    ref = onnx_bytes(space, space.full())
     per_round = [[m.median_ms for m in measure_many("cpu", models)] + [measure_beside("cpu", ref, models[0]).median_ms]
                  for _ in range(rounds)]
     med = [statistics.median(col) for col in zip(*per_round)]

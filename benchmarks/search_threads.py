@@ -20,10 +20,12 @@ import time
 def one(ckpt: str, threads: int, n: int) -> list[float]:
     import torch
 
-    from prune_lut.pruning.search import load_fitness
+    from prune_lut.pruning.scoring import GeneratedNets
+    from prune_lut.pruning.search import pruningnet_checkpoint
 
     torch.set_num_threads(threads)
-    fit = load_fitness(ckpt)
+    ck = pruningnet_checkpoint(ckpt)
+    fit = GeneratedNets(ck.pruningnet, ck.load_data())
     rng = random.Random(0)
     out = []
     for i in range(n):

@@ -19,7 +19,8 @@ import torch
 
 from prune_lut.pruning.data import load_data
 from prune_lut.pruning.space import get_space
-from prune_lut.pruning.train import arch_accuracy, train_pruningnet
+from prune_lut.pruning.scoring import GeneratedNets
+from prune_lut.pruning.train import RECAL_BATCHES, train_pruningnet
 
 
 def main() -> None:
@@ -36,12 +37,13 @@ def main() -> None:
     data = load_data("digits")
     sp = get_space("mobilenet_v2", resolution=8, num_classes=10, in_channels=1, small_input=True, multiple=8)
     res = train_pruningnet(sp, data, epochs=a.epochs, batch_size=a.batch_size, hidden=a.hidden, lr=a.lr, out=a.out, progress=False,
-                           validate_archs="full+smallest")
+                           score_archs="full+smallest")
     wall = time.perf_counter() - t0
     from prune_lut.pruning.train import load_checkpoint
 
     pn = load_checkpoint(a.out).pruningnet
-    test = {name: arch_accuracy(pn, arch, data, split="test") for name, arch in
+    nets = GeneratedNets(pn, data, RECAL_BATCHES)
+    test = {name: nets.accuracy(arch, "test") for name, arch in
             (("full", sp.full()), ("uniform0.5", sp.uniform(0.5)), ("uniform0.25", sp.uniform(0.25)),
              ("smallest", sp.smallest()))}
     print(json.dumps({"train_wall_s": round(wall, 1), "epochs": res.header["config"]["epochs"],

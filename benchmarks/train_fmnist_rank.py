@@ -25,10 +25,11 @@ from pathlib import Path
 import torch
 from scipy.stats import spearmanr
 
-from prune_lut.pruning.arch import write_json_atomic
+from prune_lut.files import write_json
 from prune_lut.pruning.data import load_data
 from prune_lut.pruning.space import ChannelSpace, get_space
-from prune_lut.pruning.train import arch_accuracy, load_checkpoint, train_plain, train_pruningnet
+from prune_lut.pruning.scoring import GeneratedNets
+from prune_lut.pruning.train import RECAL_BATCHES, load_checkpoint, train_plain, train_pruningnet
 
 
 def spread_archs(space: ChannelSpace, n: int, seed: int) -> list[dict[str, int]]:
@@ -90,15 +91,15 @@ def main() -> None:
                         **opts)
     res["plain_full_train_s"] = round(time.time() - t, 1)
     res["plain_full_test"] = plain.test_acc
-    res["pruningnet_full_test"] = arch_accuracy(ck.pruningnet, full, data, split="test", seed=a.seed)
+    nets = GeneratedNets(ck.pruningnet, data, RECAL_BATCHES, seed=a.seed)
+    res["pruningnet_full_test"] = nets.accuracy(full, "test")
     res["full_ratio"] = res["pruningnet_full_test"] / plain.test_acc
-    write_json_atomic(out / "results.json", res)
+    write_json(out / "results.json", res)
     rows = []
     for i, arch in enumerate(spread_archs(space, a.archs, a.seed + 1)):
         t = time.time()
         row = {"i": i, "macs": space.macs(arch), "genes": arch,
-               "pn_val": arch_accuracy(ck.pruningnet, arch, data, split="val", seed=a.seed),
-               "pn_test": arch_accuracy(ck.pruningnet, arch, data, split="test", seed=a.seed)}
+               "pn_val": nets.accuracy(arch, "val"), "pn_test": nets.accuracy(arch, "test")}
         sc = train_plain(space, arch, data, epochs=a.scratch_epochs, out=out / f"scratch-{i:02d}.pt", holdout=True, **opts)
         row["scratch_test"] = sc.test_acc
         row["scratch_val"] = sc.history[-1].get("val_acc")
@@ -110,7 +111,7 @@ def main() -> None:
             res["spearman_pn_test_vs_scratch_test"] = spearmanr([r["pn_test"] for r in rows], [r["scratch_test"] for r in rows])[0]
             res["spearman_macs_vs_scratch_test"] = spearmanr([r["macs"] for r in rows], [r["scratch_test"] for r in rows])[0]
         res["total_s"] = round(time.time() - t0, 1)
-        write_json_atomic(out / "results.json", res)
+        write_json(out / "results.json", res)
         logging.info("arch %d: %.1f M MACs  pn_val %.3f  scratch_test %.3f", i, row["macs"] / 1e6, row["pn_val"], row["scratch_test"])
     print(json.dumps({k: v for k, v in res.items() if k not in ("archs", "pruningnet_history")}, indent=2))
 

@@ -22,7 +22,7 @@ import numpy as np
 from prune_lut.latency.calibration import _fit_model
 from prune_lut.latency.report import format_figures, plot
 from prune_lut.latency.validate import headline_predictions
-from prune_lut.pruning.validation import validate_lut
+from prune_lut.tables.validate import validate_table
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
     if not a.store:
         shutil.copy(lut, work)
     t = time.perf_counter()
-    rec = validate_lut(work, samples=a.samples, seed=a.seed, fit=True, record_path=a.out, progress=True)
+    rec = validate_table(work, samples=a.samples, seed=a.seed, fit=True, record_path=a.out, progress=True)
     wall = time.perf_counter() - t
     rep = rec["report"]
     print(f"{lut.name}: {a.samples} samples, wall {wall:.0f} s (measuring {rec['seconds']:.0f} s)")

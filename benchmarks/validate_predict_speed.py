@@ -13,7 +13,7 @@ import time
 
 from prune_lut.latency.lutfile import LUT
 from prune_lut.latency.predictor import Predictor
-from prune_lut.pruning.validation import lut_space
+from prune_lut.tables.validate import table_space
 
 
 def main() -> None:
@@ -23,7 +23,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     lut = LUT.load(a.lut)
-    space = lut_space(lut, a.lut)
+    space = table_space(lut, a.lut)
     rng = random.Random(a.seed)
     archs = [space.random(rng) for _ in range(a.archs)]
     t = time.perf_counter()

@@ -54,7 +54,7 @@ def test_budget_respected_no_duplicates_and_progress(space):
     assert all(space.macs(s.arch) <= budget for s in evo.scored)
     keys = [evo.key(s.arch) for s in evo.scored]
     assert len(keys) == len(set(keys)) == sum(calls)
-    assert all(space.validate(s.arch) == s.arch for s in evo.scored)
+    assert all(space.check_arch(s.arch) == s.arch for s in evo.scored)
     # The evolution must beat its own random initial population on the objective.
     gen0 = max(s.fitness for s in evo.scored if s.generation == 0)
     assert top[0].fitness > gen0

@@ -14,7 +14,8 @@ from prune_lut.devices import Device
 from prune_lut.errors import UserError
 from prune_lut.latency.lutfile import LUT
 from prune_lut.latency.lutops import merge
-from prune_lut.pruning.coverage import all_specs, build_space_table, covering_archs
+from prune_lut.tables.build import build_space_table
+from prune_lut.tables.coverage import all_specs, covering_archs
 from prune_lut.pruning.space import get_space
 
 FAST = {"warmup": 2, "chunk": 3, "min_reps": 6, "max_reps": 12, "rel_tol": 0.05, "max_seconds": 5.0}
@@ -34,7 +35,7 @@ def test_all_specs_cover_every_arch(family, rng):
         assert {s.key for s in sp.layer_specs(sp.random(rng))} <= keys
     archs = covering_archs(sp, seed=1)
     assert {s.key for a in archs for s in sp.layer_specs(a)} >= keys
-    assert all(sp.validate(a) == a for a in archs)
+    assert all(sp.check_arch(a) == a for a in archs)
     # greedy: no more networks than keys of the busiest position allow, times a small slack
     assert len(archs) <= 2 * max(len(g.choices) for g in sp.genes.values()) ** 2
 
@@ -91,7 +92,7 @@ def test_time_budget_fills_with_regressor(tmp_path):
 KILL_SCRIPT = """
 import sys
 from prune_lut.devices import Device
-from prune_lut.pruning.coverage import build_space_table
+from prune_lut.tables.build import build_space_table
 from prune_lut.pruning.space import get_space
 FAST = {fast!r}
 dev = Device(name="cpu-fast", backend="onnxruntime", provider="CPUExecutionProvider", threads=1, multiple=8,

@@ -16,8 +16,8 @@ from prune_lut.latency.calibration import (CANDIDATES, Calibration, features_fro
 from prune_lut.latency.lutfile import LUT
 from prune_lut.latency.predictor import Predictor
 from prune_lut.pruning.arch import save_arch
-from prune_lut.pruning.coverage import build_space_table
-from prune_lut.pruning.sampling import is_rounded, stratified_archs
+from prune_lut.tables.build import build_space_table
+from prune_lut.tables.sampling import is_rounded, stratified_archs
 from prune_lut.pruning.space import get_space
 
 SPACE = dict(small_input=True, resolution=8, in_channels=1, num_classes=10, multiple=8, grid=(0.5, 1.0))

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from prune_lut.cli import main
 from prune_lut.lut_data import find_table
-from prune_lut.pruning.quickstart import quickstart_space
+from prune_lut.quickstart import quickstart_space
 
 
 @pytest.fixture(scope="module")

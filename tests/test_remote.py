@@ -217,7 +217,7 @@ def test_worker_crash_is_told_apart_from_a_dropped_connection(server, ssh_opts, 
 def test_damaged_worker_source_is_refused_by_the_bootstrap(ssh_opts, monkeypatch):
     real = remote.worker_source()
     calls = iter([real, real + b"\n# tampered"])  # hash from the first read, bytes from the second
-    monkeypatch.setattr(remote, "worker_source", lambda: next(calls))
+    monkeypatch.setattr(remote.ssh, "worker_source", lambda: next(calls))
     with pytest.raises(remote.RemoteError, match="damaged in transit"):
         remote.RemoteWorker("board", ssh_opts).start()
 

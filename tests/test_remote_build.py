@@ -6,7 +6,6 @@ survive it and be kept by ``--resume``.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -48,7 +47,7 @@ def boards(server):
 
 
 def build(space, out, meter, **kw):
-    from prune_lut.pruning.coverage import build_space_table
+    from prune_lut.tables.build import build_space_table
 
     kw = {"heldout": 2, "group": 1, "progress": False, **kw}
     return build_space_table(space, get_device("cpu"), out, meter=meter, **kw)
@@ -106,7 +105,7 @@ def test_connection_dropped_mid_build_then_resumed_loses_nothing(tmp_path, serve
 
     with remote.RemoteMeter(get_device("cpu"), boards("board")) as m:
         after = build(sp, out, m, resume=True)
-    from prune_lut.pruning.coverage import all_specs
+    from prune_lut.tables.coverage import all_specs
 
     assert set(after.entries) == set(all_specs(sp)) and after.extra["build"]["complete"]
     # nothing received before the drop was lost: every key and every profiled network record stays

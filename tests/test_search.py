@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import onnxruntime as ort
 import pytest
@@ -23,7 +22,8 @@ from prune_lut.latency.predictor import Predictor
 from prune_lut.latency.validate import reference_ms
 from prune_lut.pruning.data import TensorImages, load_data
 from prune_lut.pruning.evolution import EvolutionConfig
-from prune_lut.pruning.search import RESULT_SCHEMA, load_fitness, search_checkpoint, state_path
+from prune_lut.pruning.scoring import GeneratedNets
+from prune_lut.pruning.search import RESULT_SCHEMA, pruningnet_checkpoint, search_checkpoint, state_path
 from prune_lut.pruning.space import get_space
 from prune_lut.pruning.train import train_pruningnet
 
@@ -53,7 +53,7 @@ def checkpoint(space, tmp_path_factory):
     data.train = TensorImages(data.train.x[:256], data.train.y[:256])
     data.split = {**data.split, "train": keep}
     out = tmp_path_factory.mktemp("ckpt") / "pn.pt"
-    train_pruningnet(space, data, epochs=1, batch_size=256, out=out, progress=False, validate_archs="none")
+    train_pruningnet(space, data, epochs=1, batch_size=256, out=out, progress=False, score_archs="none")
     return str(out)
 
 
@@ -91,7 +91,7 @@ def test_search_cli_result_budgets_baseline_plot(space, checkpoint, lut_path, fu
     assert [t["rank"] for t in top] == [1, 2, 3]
     assert [t["accuracy"] for t in top] == sorted((e["accuracy"] for e in res["evaluated"]), reverse=True)[:3]
     for t in top + res["pareto"]["cpu"]:
-        arch = space.validate(t["arch"]["genes"])
+        arch = space.check_arch(t["arch"]["genes"])
         assert t["latency_ms"]["cpu"] == pytest.approx(pred.predict_ms(space.layer_specs(arch)))
         assert t["latency_ms"]["cpu"] <= budget
         assert t["macs"] == space.macs(arch)
@@ -181,7 +181,8 @@ def test_export_result_pruningnet_and_fresh(space, checkpoint, lut_path, full_ms
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "w.json").read_text())["genes"] == res["top"][1]["arch"]["genes"]
     # the ONNX file holds the PruningNet's weights with recalibrated BN: same logits as the scored network
-    fit = load_fitness(checkpoint)
+    ck = pruningnet_checkpoint(checkpoint)
+    fit = GeneratedNets(ck.pruningnet, ck.load_data())
     net = fit.network(res["top"][1]["arch"]["genes"])
     x = fit.data.val.x[:16]
     got = ort.InferenceSession(str(onnx_path)).run(None, {"input": x.numpy()})[0]

@@ -11,7 +11,8 @@ from prune_lut.errors import UserError
 from prune_lut.pruning.arch import save_arch
 from prune_lut.pruning.data import load_data
 from prune_lut.pruning.space import get_space
-from prune_lut.pruning.train import ArchSampler, evaluate, load_checkpoint, train_pruningnet
+from prune_lut.pruning.scoring import evaluate
+from prune_lut.pruning.train import ArchSampler, load_checkpoint, train_pruningnet
 
 # CLI runs: 40 digits images, 2 steps per epoch, a 2-unit MLP per PruningBlock (small checkpoints)
 TINY = ["--data", "digits", "--train-per-class", "4", "--batch-size", "20", "--hidden", "2", "--multiple", "8",
@@ -44,7 +45,7 @@ def cli_ckpt(tmp_path_factory):
 
 def test_resume_continues_exactly(tiny, tmp_path):
     space, data = tiny
-    opts = dict(epochs=2, batch_size=20, lr=0.05, seed=3, hidden=2, progress=False, validate_archs="none")
+    opts = dict(epochs=2, batch_size=20, lr=0.05, seed=3, hidden=2, progress=False, score_archs="none")
     full = train_pruningnet(space, data, out=tmp_path / "a.pt", **opts)
     first = train_pruningnet(space, data, out=tmp_path / "b.pt", stop_after=1, **opts)
     assert first.header["epoch"] == 1 and load_checkpoint(tmp_path / "b.pt").epoch == 1

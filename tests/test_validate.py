@@ -15,9 +15,9 @@ from prune_lut.latency.calibration import Calibration
 from prune_lut.latency.lutfile import LUT
 from prune_lut.latency.predictor import Predictor
 from prune_lut.latency.validate import anchor_ms, compute_report, reference_ms
-from prune_lut.pruning.coverage import build_space_table
+from prune_lut.tables.build import build_space_table
 from prune_lut.pruning.space import get_space
-from prune_lut.pruning.validation import load_record, validate_lut
+from prune_lut.tables.validate import load_record, validate_table
 
 # The quickstart space on a 3-ratio grid: ~220 keys, built in seconds.
 SPACE = dict(small_input=True, resolution=8, in_channels=1, num_classes=10, multiple=8, grid=(0.25, 0.5, 1.0))
@@ -35,7 +35,7 @@ def built(tmp_path_factory):
     build_space_table(tiny_space(), get_device("cpu"), lut_path, heldout=4, progress=False)
     raw = d / "raw.json.gz"
     shutil.copy(lut_path, raw)  # the table before --fit stored a calibration in lut_path
-    rec = validate_lut(lut_path, samples=16, seed=3, fit=True, record_path=d / "rec.json", progress=False)
+    rec = validate_table(lut_path, samples=16, seed=3, fit=True, record_path=d / "rec.json", progress=False)
     return {"dir": d, "lut": lut_path, "raw": raw, "record": rec, "record_path": d / "rec.json"}
 
 
@@ -160,7 +160,7 @@ def test_validate_works_on_the_torch_cpu_backend(tmp_path):
     lut_path = tmp_path / "torch.json.gz"
     sp = get_space("mobilenet_v2", **{**SPACE, "grid": (0.5, 1.0)})
     build_space_table(sp, get_device("torch-cpu"), lut_path, heldout=2, progress=False)
-    rec = validate_lut(lut_path, samples=6, seed=1, progress=False)
+    rec = validate_table(lut_path, samples=6, seed=1, progress=False)
     assert rec["device"]["backend"] == "torch" and rec["report"]["n"] == 6
     assert all(s["measured_ms"] > 0 and s["reps"] >= 20 for s in rec["samples"])
     assert rec["report"]["table_sum"]["spearman"] is not None

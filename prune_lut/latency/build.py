@@ -33,6 +33,7 @@ networks only for keys still missing, so nothing stored is measured again.
 """
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import time
 from dataclasses import dataclass
@@ -41,7 +42,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ..errors import UserError
 from .lutfile import LUT
+from .worker import protocol_with_defaults
 
 log = logging.getLogger(__name__)
 MAX_OBS = 5
@@ -50,6 +53,59 @@ RETRY_PASSES = 2
 RETRY_MIN_SHARE = 0.01  # fewer noisy keys than this share of the targets: not worth a pass
 SAVE_EVERY_S = 5.0
 MIN_LINE_NETWORKS = 10  # fewer networks than this: sum_to_e2e is a ratio, not a line
+
+
+def parse_shard(shard: str | None) -> tuple[int, int] | None:
+    """``"i/n"`` (1-based) -> (i, n)."""
+    if shard is None:
+        return None
+    try:
+        i, n = (int(x) for x in shard.split("/"))
+        if not 1 <= i <= n:
+            raise ValueError
+    except ValueError:
+        raise UserError(f"--shard {shard!r}: expected i/n with 1 <= i <= n, e.g. 1/2") from None
+    return i, n
+
+
+def open_table(out: str | Path, device, meter, space: dict, keys: list[str], shard: str | None = None,
+               resume: bool = False) -> tuple[LUT, list[str]]:
+    """The table a build writes, and the keys this build (or shard) measures.
+
+    A new table records this host's provenance (``meter.info()``, the device's protocol, the date)
+    and ``space``, an opaque description holding at least ``hash``; with ``resume`` an existing
+    table is reopened, refused when it was built for another space, device profile or shard.
+    """
+    out = Path(out)
+    sh = parse_shard(shard)
+    keys = sorted(keys)
+    targets = keys[sh[0] - 1::sh[1]] if sh else keys
+    if out.exists() and not resume:
+        raise UserError(f"{out} exists; pass --resume to continue that build, or choose another --out")
+    if out.exists():
+        lut = LUT.load(out, space_hash=space["hash"])
+        if lut.device != device.to_dict():
+            raise UserError(f"{out} was measured with another profile of device {lut.device.get('name')!r}; "
+                            f"resume it with that profile, or build into another --out")
+        if lut.extra.get("shard") != shard:
+            raise UserError(f"{out} is shard {lut.extra.get('shard')} but --shard {shard} was given; give the same")
+        log.info("resuming %s: %d entries stored", out, len(lut.entries))
+        return lut, targets
+    lut = LUT(device=device.to_dict(), provenance={
+        **meter.info(), "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "protocol": protocol_with_defaults(device.protocol), "threads": device.threads,
+        "precision": device.precision, "method": "per-node profile of whole networks (latency/build.py)",
+        "prune_lut": _version()}, space={**space, "keys": len(keys)}, extra={"shard": shard})
+    return lut, targets
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("prune-lut")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 @dataclass

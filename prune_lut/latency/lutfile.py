@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
+from ..files import write_atomic
 
 SCHEMA = "prune-lut.lut/1"
 SOURCES = ("measured", "predicted")
@@ -64,12 +65,11 @@ class LUT:
 
     def save(self, path: str | os.PathLike) -> None:
         """Atomic write: a reader (or a crash) never sees half a file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        with gzip.open(tmp, "wt", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, separators=(",", ":"), sort_keys=True)
-        os.replace(tmp, path)
+        def write(tmp: Path) -> None:
+            with gzip.open(tmp, "wt", encoding="utf-8") as f:
+                json.dump(self.to_dict(), f, separators=(",", ":"), sort_keys=True)
+
+        write_atomic(path, write)
 
     @classmethod
     def load(cls, path: str | os.PathLike, space_hash: str | None = None) -> "LUT":

@@ -70,8 +70,8 @@ def usable(device: Device) -> tuple[bool, str]:
     if device.host:
         return True, f"remote: measured over ssh on {device.host}"
     if device.remote_only:
-        return False, (f"describes another board; measure it there with `--host USER@BOARD` "
-                       f"or a copy of the profile with `host = ...`")
+        return False, ("describes another board; measure it there with `--host USER@BOARD` "
+                       "or a copy of the profile with `host = ...`")
     if device.backend == "onnxruntime":
         if importlib.util.find_spec("onnxruntime") is None:
             return False, "onnxruntime is not installed (pip install onnxruntime)"

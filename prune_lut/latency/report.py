@@ -7,12 +7,12 @@ correlation for MACs shows what the table buys over counting operations.
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from scipy import stats
+
+from ..files import write_atomic
 
 
 def _rank_corr(a, b) -> tuple[float | None, float | None]:
@@ -104,9 +104,7 @@ def plot(path, predicted: Sequence[float], measured: Sequence[float], macs: Sequ
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)

@@ -75,15 +75,13 @@ BACKEND_RUNTIME = {"onnxruntime": ("onnxruntime",), "torch": ("torch", "cuda"), 
 def provenance_warnings(lut: LUT, here: dict) -> list[str]:
     """Lines naming each way this host (``worker.host_info()``) differs from where the table was measured."""
     prov = lut.provenance or {}
-    built = next((d for d in (prov, prov.get("host_info"), prov.get("info"), prov.get("host"))
-                  if isinstance(d, dict) and "cpu" in d), prov)
     backend = (lut.device or {}).get("backend", "onnxruntime")
     check = ["cpu", "machine", "cores"] + list(BACKEND_RUNTIME.get(backend, ()))
     if backend != "onnxruntime":
         check.append("gpu")
     out = []
     for k in check:
-        a, b = built.get(k), here.get(k)
+        a, b = prov.get(k), here.get(k)
         if a is not None and b is not None and str(a) != str(b):
             out.append(f"{PROVENANCE_FIELDS.get(k, k)} differs: table measured with {a}, this host has {b}")
     return out
@@ -201,7 +199,7 @@ def _correct(rows: list[dict], reps: list[dict], ref_lut: float | None, mode: st
 
 
 # ---- the whole run ---------------------------------------------------------------------------
-def validate(lut: LUT, nets: list[Net], reference: bytes, meter=None, *, fit: bool = False,
+def validate_networks(lut: LUT, nets: list[Net], reference: bytes, meter=None, *, fit: bool = False,
              fit_share: float = 0.5, repeat_share: float = 0.2, seed: int = 0, drift: str = "global",
              progress: bool = True) -> dict:
     """Measure ``nets``, compare with the table (and fit a calibration with ``fit``); return the record.

@@ -1,11 +1,10 @@
 """Arch JSON: a pruned network as portable data (the space's options plus one width per gene)."""
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 from ..errors import UserError
+from ..files import read_json, write_json
 from .space import PAPER_GRID, ChannelSpace, get_space
 
 SPACE_KEYS = ("family", "resolution", "num_classes", "in_channels", "small_input", "grid", "multiple")
@@ -13,7 +12,7 @@ SPACE_KEYS = ("family", "resolution", "num_classes", "in_channels", "small_input
 
 def arch_to_dict(space: ChannelSpace, arch: dict[str, int]) -> dict:
     """The arch JSON object for ``arch`` in ``space`` (genes in the space's order)."""
-    arch = space.validate(arch)
+    arch = space.check_arch(arch)
     return {**space.describe(), "genes": dict(arch)}
 
 
@@ -35,33 +34,13 @@ def arch_from_dict(d: dict, source: str = "arch") -> tuple[ChannelSpace, dict[st
     except (TypeError, ValueError) as e:
         raise UserError(f"{source}: bad space option ({e})") from e
     try:
-        return space, space.validate(d["genes"])
+        return space, space.check_arch(d["genes"])
     except UserError as e:
         raise UserError(f"{source}: {e}") from None
 
 
-def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    """Write JSON through a temporary file and a rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def read_json(path: str | os.PathLike) -> object:
-    """Parse a JSON file, turning a missing or damaged file into one clear UserError."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{p}: no such file")
-    try:
-        return json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{p}: not valid JSON ({e}); is it the right file?") from None
-
-
 def save_arch(path: str | os.PathLike, space: ChannelSpace, arch: dict[str, int]) -> None:
-    write_json_atomic(path, arch_to_dict(space, arch))
+    write_json(path, arch_to_dict(space, arch))
 
 
 def load_arch(path: str | os.PathLike) -> tuple[ChannelSpace, dict[str, int]]:

@@ -198,10 +198,14 @@ class Evolution:
     def done(self) -> bool:
         return self.generation >= self.config.generations
 
-    def run(self, on_generation: Callable[["Evolution", list[Scored]], None] | None = None) -> list[Scored]:
-        """Step until the last generation; ``on_generation`` runs after each (checkpoint, progress)."""
-        while not self.done:
+    def run(self, on_generation: Callable[["Evolution", list[Scored]], None] | None = None,
+            stop_after: int | None = None) -> list[Scored]:
+        """Step until the last generation (or ``stop_after`` generations of this call: an interruption);
+        ``on_generation`` runs after each (checkpoint, progress). Returns the best ``parents`` so far."""
+        steps = 0
+        while not self.done and (stop_after is None or steps < stop_after):
             new = self.step()
+            steps += 1
             if on_generation is not None:
                 on_generation(self, new)
         return self.top(self.config.parents)
@@ -219,13 +223,13 @@ class Evolution:
     def load_state(self, st: dict) -> None:
         """Restore :meth:`state`; refuses a state from another search (other genes or settings)."""
         if not isinstance(st, dict) or st.get("schema") != STATE_SCHEMA:
-            raise UserError("search state file is damaged or of another version; start without --resume")
+            raise UserError("search state file is damaged or of another version; delete it to start over")
         if st["genes"] != list(self.genes):
-            raise UserError("search state belongs to another space (its genes differ); start without --resume")
+            raise UserError("search state belongs to another space (its genes differ); delete it to start over")
         if st["config"] != asdict(self.config):
             diff = sorted(k for k in st["config"] if st["config"][k] != asdict(self.config).get(k))
             raise UserError(f"--resume with other settings than the interrupted search ({', '.join(diff)}); "
-                            "use the same options or start without --resume")
+                            "use the same options, or delete the state file to start over")
         version, internal, gauss = st["rng"]
         self.rng.setstate((version, tuple(internal), gauss))
         self.generation = int(st["generation"])

@@ -8,14 +8,14 @@ does not depend on PyTorch's exporter, which is being replaced.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from .arch import arch_to_dict, write_json_atomic
+from ..files import write_atomic
+from .arch import arch_to_dict
 from .net import ConvBNAct, PrunedNet
 from .space import Block, ChannelSpace, Conv, Head, MaxPool
 
@@ -107,20 +107,14 @@ def onnx_model(space: ChannelSpace, net: PrunedNet, batch: int | str = "batch",
 
 
 def save_onnx(path: str | os.PathLike, space: ChannelSpace, net: PrunedNet) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    onnx.save(onnx_model(space, net.eval()), str(tmp))
-    os.replace(tmp, path)
+    model = onnx_model(space, net.eval())
+    write_atomic(path, lambda tmp: onnx.save(model, str(tmp)))
 
 
 def save_torch(path: str | os.PathLike, space: ChannelSpace, net: PrunedNet) -> None:
     """State dict plus the arch JSON, loadable with ``torch.load(weights_only=True)``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"format": "prune-lut.net/1", "arch": arch_to_dict(space, net.arch), "state_dict": net.state_dict()}, tmp)
-    os.replace(tmp, path)
+    blob = {"format": "prune-lut.net/1", "arch": arch_to_dict(space, net.arch), "state_dict": net.state_dict()}
+    write_atomic(path, lambda tmp: torch.save(blob, tmp))
 
 
 def load_torch(path: str | os.PathLike) -> tuple[ChannelSpace, PrunedNet]:
@@ -141,4 +135,4 @@ def load_torch(path: str | os.PathLike) -> tuple[ChannelSpace, PrunedNet]:
     return space, net
 
 
-__all__ = ["onnx_model", "save_onnx", "save_torch", "load_torch", "write_json_atomic"]
+__all__ = ["onnx_model", "save_onnx", "save_torch", "load_torch"]

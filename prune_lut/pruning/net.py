@@ -37,7 +37,7 @@ class PrunedNet(nn.Module):
 
     def __init__(self, space: ChannelSpace, arch: dict[str, int]):
         super().__init__()
-        arch = space.validate(arch)
+        arch = space.check_arch(arch)
         self.arch = dict(arch)
         convs: dict[str, ConvBNAct] = {}
 

@@ -183,7 +183,7 @@ class PruningNet(nn.Module):
     def generate(self, arch: dict[str, int]) -> PrunedNet:
         """The plain network for ``arch`` holding the generated weights and that width's BatchNorm
         (running statistics included; recalibrate them for the arch before trusting its accuracy)."""
-        arch = self.space.validate(arch)
+        arch = self.space.check_arch(arch)
         net = build_net(self.space, arch)
         w = self.space.width
         for name, m in net.convs.items():

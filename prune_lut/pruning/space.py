@@ -220,7 +220,7 @@ class ChannelSpace:
     def random(self, rng: random.Random) -> dict[str, int]:
         return {n: rng.choice(g.choices) for n, g in self.genes.items()}
 
-    def validate(self, arch: dict) -> dict[str, int]:
+    def check_arch(self, arch: dict) -> dict[str, int]:
         """Return ``arch`` as {gene: width} in gene order, or raise UserError naming the first bad gene."""
         if not isinstance(arch, dict):
             raise UserError("arch genes must be a JSON object {gene: width}")

@@ -18,7 +18,8 @@ from ..devices import Device
 from ..errors import UserError
 from ..latency.measure import get_meter, measure_beside, measure_many
 from ..latency.validate import REFERENCE_TOLERANCE, reference_drift
-from .space import ChannelSpace
+from ..pruning.space import ChannelSpace
+from .networks import onnx_bytes
 
 HARDWARE = ("cpu", "gpu")  # provenance fields that must match for a measurement here to verify the table
 
@@ -62,12 +63,10 @@ def budget_meters(budgets: list, host: tuple[str, ...] | str | None = None) -> d
 def verify_result(result: dict, space: ChannelSpace, k: int, meters: dict) -> dict:
     """Measure the ``k`` (>= 1) best archs of ``result`` and its uniform baseline with ``meters``
     (:func:`budget_meters`); return the ``verified`` record."""
-    from .sampling import onnx_bytes, reference_arch
-
     budgets = {b["device"]: b["latency_ms"] for b in result["budgets"]["latency"]}
     entries = list(result["top"][:k])
     base = result.get("uniform_baseline")
-    archs = [space.validate(e["arch"]["genes"]) for e in entries + ([base] if base else [])]
+    archs = [space.check_arch(e["arch"]["genes"]) for e in entries + ([base] if base else [])]
     models = [onnx_bytes(space, a) for a in archs]
     measured = [{} for _ in archs]
     spreads = [{} for _ in archs]
@@ -84,7 +83,7 @@ def verify_result(result: dict, space: ChannelSpace, k: int, meters: dict) -> di
                     f"{k} {b!r}" for k, (_, b) in other.items()) + ": the measured times are that hardware's")
             for i, m in enumerate(measure_many(dev, models, meter=meter)):
                 measured[i][name], spreads[i][name] = m.median_ms, m.spread_ms
-            ref = onnx_bytes(space, reference_arch(space, lut.reference))
+            ref = onnx_bytes(space, space.full())
             r = reference[name] = reference_drift(lut, measure_beside(dev, ref, models[0], meter=meter).median_ms)
             if r["anchor_ms"] and abs(r["drift_pct"]) > 100 * REFERENCE_TOLERANCE:
                 warnings.append(f"{name}: the table's reference network ran {r['drift_pct']:+.0f}% off the time its "
@@ -105,3 +104,20 @@ def verify_result(result: dict, space: ChannelSpace, k: int, meters: dict) -> di
     return {"k": len(entries), "archs": rows, "measured_on": where, "reference": reference, "warnings": warnings,
             "uniform": {"ratio": base["ratio"], **row(base, len(entries))} if base else None,
             "winner_rank": None if pick is None else entries[pick]["rank"]}
+
+
+class Verifier:
+    """``search --verify K``: the search's best ``k`` archs measured on its budget devices (here, or on
+    the board ``host``); plugged into ``pruning.search.search_checkpoint``."""
+
+    def __init__(self, k: int, host: tuple[str, ...] | str | None = None):
+        if k < 1:
+            raise UserError(f"--verify must be >= 1 to measure (0: no measurement), got {k}")
+        self.k, self.host, self.meters = k, host, None
+
+    def prepare(self, budgets: list) -> None:
+        """Check, before the search, that every budget's device can be measured."""
+        self.meters = budget_meters(budgets, self.host)
+
+    def verify(self, result: dict, space: ChannelSpace) -> dict:
+        return verify_result(result, space, self.k, self.meters)

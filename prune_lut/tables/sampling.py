@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..latency.spec import LayerSpec
-from .space import ChannelSpace
+from ..pruning.space import ChannelSpace
 
 log = logging.getLogger(__name__)
 
@@ -104,34 +104,3 @@ def stratified_archs(space: ChannelSpace, n: int, predict_ms: Callable[[list[Lay
             chosen[i] = min((c for c in cands if id(c) not in used), key=lambda c: abs(c.predicted_ms - centre))
             used.add(id(chosen[i]))
     return chosen
-
-
-def onnx_bytes(space: ChannelSpace, arch: dict[str, int]) -> bytes:
-    """The pruned network of ``arch`` (fresh weights, eval mode) as ONNX bytes."""
-    import torch
-
-    from .export import onnx_model
-    from .net import build_net
-
-    with torch.no_grad():
-        return onnx_model(space, build_net(space, arch).eval()).SerializeToString()
-
-
-def validation_nets(space: ChannelSpace, sampled: list[SampledArch]) -> list:
-    """The sampled archs as ``latency.validate.Net`` objects (ONNX made on demand, one at a time)."""
-    from ..latency.validate import Net
-
-    return [Net(id=f"s{i:03d}", specs=space.layer_specs(s.arch), onnx=lambda a=s.arch: onnx_bytes(space, a),
-                macs=space.macs(s.arch), params=space.params(s.arch),
-                info={"vector": list(space.vector(s.arch)), "kind": s.kind, "rounded": s.rounded})
-            for i, s in enumerate(sampled)]
-
-
-def reference_arch(space: ChannelSpace, reference: dict | None) -> dict[str, int]:
-    """The arch of a LUT's reference network (its ``genes``/``arch``/``vector`` when recorded, else the full net)."""
-    ref = reference or {}
-    if isinstance(ref.get("genes") or ref.get("arch"), dict):
-        return space.validate(ref.get("genes") or ref.get("arch"))
-    if isinstance(ref.get("vector"), list) and len(ref["vector"]) == len(space.genes):
-        return space.validate(dict(zip(space.genes, ref["vector"])))
-    return space.full()

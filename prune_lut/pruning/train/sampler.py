@@ -1,0 +1,99 @@
+"""Which coding vectors each PruningNet training step trains (the training rule)."""
+from __future__ import annotations
+
+import random
+from typing import Callable
+
+from ...errors import UserError
+from ..space import ChannelSpace
+
+RULES = ("sandwich", "alternate", "random")
+
+
+class ArchSampler:
+    """The coding vectors training step ``s`` trains, a function of (seed, s) alone, so every process
+    and every resumed run draws the same ones. Optional MACs or LUT-latency ranges are enforced by
+    rejection, and the widest and smallest archs are then the widest and narrowest uniform-width
+    archs inside the range.
+
+    ``rule``:
+      ``random``     one random coding vector per step (MetaPruning's rule);
+      ``alternate``  the widest arch on even steps, a random one on odd steps;
+      ``sandwich``   the widest, the smallest and ``random_archs`` random ones on every step, their
+                     gradients accumulated before one update (the sandwich rule of Yu & Huang 2019).
+    Measured A/B in docs/BENCHMARKS.md ("PruningNet training rules").
+    """
+
+    MAX_TRIES = 2000
+
+    def __init__(self, space: ChannelSpace, seed: int, macs_range: tuple[float, float] | None = None,
+                 latency_range: tuple[float, float] | None = None, lut: str | None = None,
+                 rule: str = "sandwich", random_archs: int = 2):
+        if rule not in RULES:
+            raise UserError(f"unknown training rule {rule!r}; choose one of {', '.join(RULES)}")
+        if random_archs < (0 if rule == "sandwich" else 1) or random_archs > 16:
+            raise UserError(f"random archs per step must lie in 0..16 (sandwich) or 1..16, got {random_archs}")
+        self.space, self.seed, self.rule, self.random_archs = space, seed, rule, random_archs
+        self.macs_range, self.latency_range, self.lut = macs_range, latency_range, lut
+        self._predict: Callable[[dict], float] | None = None
+        if latency_range is not None:
+            if lut is None:
+                raise UserError("--latency-range needs --lut FILE (the device's lookup table)")
+            from ...latency.lutfile import LUT
+            from ...latency.predictor import Predictor
+
+            pred = Predictor(LUT.load(lut, space_hash=space.hash))
+            self._predict = lambda a: pred.predict_ms(space.layer_specs(a))
+        for name, rng, f in (("MACs", macs_range, space.macs), ("latency", latency_range, self._predict)):
+            if rng is None:
+                continue
+            lo, hi = rng
+            ends = sorted((f(space.smallest()), f(space.full())))
+            if lo > hi or hi < ends[0] or lo > ends[1]:
+                raise UserError(f"{name} range {lo:g}:{hi:g} misses the space ({ends[0]:g} .. {ends[1]:g}); "
+                                "choose a range inside it")
+        self.widest = self._uniform_inside(range(100, 0, -1))
+        self.smallest = self._uniform_inside(range(1, 101))
+
+    def _uniform_inside(self, percents) -> dict[str, int]:
+        """The first uniform-width arch (ratios in ``percents`` order) inside the range, else a random one."""
+        for k in percents:
+            arch = self.space.uniform(k / 100)
+            if self.ok(arch):
+                return arch
+        return self.random(-1)
+
+    def ok(self, arch: dict[str, int]) -> bool:
+        if self.macs_range and not self.macs_range[0] <= self.space.macs(arch) <= self.macs_range[1]:
+            return False
+        return not (self.latency_range and not self.latency_range[0] <= self._predict(arch) <= self.latency_range[1])
+
+    def random(self, step: int, j: int = 0) -> dict[str, int]:
+        """The ``j``-th random coding vector of step ``step`` (uniform on the grid, inside the range)."""
+        rng = random.Random(f"{self.seed}:{step}" if j == 0 else f"{self.seed}:{step}:{j}")
+        for _ in range(self.MAX_TRIES):
+            arch = self.space.random(rng)
+            if self.ok(arch):
+                return arch
+        raise UserError(f"no arch inside the requested range after {self.MAX_TRIES} random draws; widen the range")
+
+    def step_archs(self, step: int) -> list[dict[str, int]]:
+        """The archs step ``step`` trains, in order (with ``sandwich`` the widest first: the teacher)."""
+        if self.rule == "random":
+            return [self.random(step)]
+        if self.rule == "alternate":
+            return [dict(self.widest)] if step % 2 == 0 else [self.random(step)]
+        return [dict(self.widest), dict(self.smallest)] + [self.random(step, j) for j in range(self.random_archs)]
+
+    def describe(self) -> dict:
+        return {"rule": self.rule, "random_archs": self.random_archs if self.rule == "sandwich" else None,
+                "macs_range": list(self.macs_range) if self.macs_range else None,
+                "latency_range": list(self.latency_range) if self.latency_range else None,
+                "lut": str(self.lut) if self.lut else None}
+
+    @staticmethod
+    def rule_of(described: dict) -> tuple[str, int]:
+        """(rule, random archs) of a checkpoint's sampler record; before rules existed it held ``sandwich``."""
+        if "rule" in described:
+            return described["rule"], described.get("random_archs") or 2
+        return ("alternate" if described.get("sandwich") else "random"), 2

@@ -1,0 +1,263 @@
+"""`prune-lut quickstart`: the whole loop on this machine's CPU, in minutes, into one folder.
+
+1. lookup table: the shipped ``cpu`` table of the quickstart space (copied, so calibrating it
+   changes nothing in the package), or a fresh build on this CPU (``build_lut``);
+2. validate it briefly on this CPU (a few archs measured end to end; with enough samples a
+   calibration is fitted and stored in the copy);
+3. train a PruningNet on digits (or Fashion-MNIST, resized to the space's 8x8);
+4. search under a budget (a share of the full network's predicted latency) and measure the
+   search's best ``verify`` archs, the uniform-width baseline and the full network end to end on
+   this CPU (``search --verify``): the winner is the most accurate of those archs whose *measured*
+   latency meets the budget (a search against a table favours the archs it under-predicts);
+5. export the winner, the baseline and the full network to ONNX (PruningNet weights, BN
+   recalibrated) and report predicted vs measured latency and accuracy (``summary.json``).
+
+Every stage reuses its output when it is already in the folder, so an interrupted quickstart
+continues where it stopped (training resumes from its last epoch, the search from its last generation).
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .devices import get_device
+from .errors import UserError
+from .files import write_json
+from .latency.lutfile import LUT
+from .latency.predictor import Predictor
+from .latency.report import plot
+from .latency.validate import headline_predictions
+from .latency.worker import cpu_model
+from .lut_data import find_table
+from .pruning.evolution import EvolutionConfig
+from .pruning.export import save_onnx
+from .pruning.scoring import GeneratedNets
+from .pruning.search import load_result, plot_result, search_checkpoint, state_path
+from .pruning.space import ChannelSpace, get_space
+from .pruning.train import DEFAULTS, data_for, load_checkpoint, train_pruningnet
+from .tables.build import build_space_table
+from .tables.validate import load_record, validate_table
+from .tables.verify import Verifier
+
+log = logging.getLogger(__name__)
+
+# The quickstart space: small-input MobileNetV2 for 8x8 gray images, 10 classes, widths in 8s (the cpu device's multiple).
+SPACE = dict(family="mobilenet_v2", resolution=8, num_classes=10, in_channels=1, small_input=True, multiple=8)
+DATA = ("digits", "fashion-mnist")
+
+
+def quickstart_space() -> ChannelSpace:
+    return get_space(**SPACE)
+
+
+@dataclass
+class QuickstartOptions:
+    out: str = "quickstart"
+    data: str = "digits"
+    device: str = "cpu"
+    budget_share: float = 0.5  # of the full network's predicted latency
+    epochs: int | None = None  # None: 20 epochs on digits, train's default on Fashion-MNIST
+    train_per_class: int | None = None  # None: all of digits; 600 per class of Fashion-MNIST
+    population: int = 50
+    generations: int = 20
+    parents: int = 10
+    validate_samples: int = 12
+    verify: int = 5  # best archs of the search measured here; the winner must meet the budget measured
+    build_lut: bool = False
+    lut_minutes: float | None = None
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.data not in DATA:
+            raise UserError(f"--data {self.data!r}: the quickstart runs on {' or '.join(DATA)}")
+        if not 0 < self.budget_share < 1:
+            raise UserError(f"--budget-share must lie in (0, 1), got {self.budget_share}")
+        if self.verify < 1:
+            raise UserError(f"--verify must be >= 1 (archs measured to pick the winner), got {self.verify}")
+
+
+class Quickstart:
+    """The stages of one quickstart folder; each reuses what an earlier call left there."""
+
+    def __init__(self, opt: QuickstartOptions, say: Callable[[str], None]):
+        opt.check()
+        self.opt, self.say = opt, say
+        self.out = Path(opt.out)
+        self.space = quickstart_space()
+        self.device = get_device(opt.device)
+        self.lut_path = self.out / f"{self.device.name}.lut.json.gz"
+        self.ckpt = self.out / "pruningnet.pt"
+        self.result_path = self.out / "result.json"
+        self.stages: dict[str, float] = {}
+
+    def stage(self, name: str, key: str, run: Callable):
+        self.say(f"== {name}")
+        t0 = time.perf_counter()
+        value = run()
+        self.stages[key] = time.perf_counter() - t0
+        return value
+
+    # ---- 1. lookup table -----------------------------------------------------------------
+    def table(self) -> dict:
+        opt, say = self.opt, self.say
+        shipped = find_table(self.space, self.device.name)
+        if self.lut_path.exists() and not opt.build_lut:
+            say(f"reusing {self.lut_path}")
+        elif opt.build_lut or shipped is None:
+            if not opt.build_lut:
+                say(f"no shipped {self.device.name} table for this space: building one on this CPU")
+            build_space_table(self.space, self.device, self.lut_path, time_budget_min=opt.lut_minutes,
+                              resume=self.lut_path.exists(), seed=opt.seed)  # resumes an interrupted build
+            say(f"built {self.lut_path}")
+        else:
+            shutil.copyfile(shipped, self.lut_path)
+            lut = LUT.load(self.lut_path)
+            say(f"copied the shipped table {shipped.name} (measured on {lut.provenance.get('cpu')}, "
+                f"{str(lut.provenance.get('date'))[:10]}) to {self.lut_path}")
+        return {"path": str(self.lut_path), "entries": len(LUT.load(self.lut_path).entries)}
+
+    # ---- 2. validate it here -------------------------------------------------------------------
+    def validation(self) -> dict:
+        opt, say = self.opt, self.say
+        record_path = self.out / "validation.json"
+        if record_path.exists():
+            rec = load_record(record_path)
+            say(f"reusing {record_path}")
+        else:
+            rec = validate_table(self.lut_path, samples=opt.validate_samples, seed=opt.seed,
+                                 fit=opt.validate_samples >= 12, record_path=record_path, progress=False)
+        rep, head = rec["report"], rec["report"]["headline"]
+        for w in rec.get("warnings", []):
+            say(f"warning: {w}")
+        say(f"{rep['n']} archs measured: {rep['headline_name']}: mean |error| "
+            f"{head.get('mean_abs_pct', float('nan')):.1f}%, {100 * (head.get('within_10') or 0):.0f}% within +-10%")
+        try:
+            p, m, macs, held = headline_predictions(rec)
+            plot(self.out / "validation.png", p, m, macs, held if rec.get("calibration") else None,
+                 title=f"quickstart table on this CPU: {rep['headline_name']}")
+        except (KeyError, ValueError) as e:  # a plot is a nicety; the figures are in the record
+            log.warning("no validation plot: %s", e)
+        return {"record": str(record_path), "headline": rep["headline_name"], "figures": head,
+                "calibrated": bool(rec.get("calibration"))}
+
+    # ---- 3. train the PruningNet -----------------------------------------------------------------
+    def training(self) -> dict:
+        opt, say = self.opt, self.say
+        digits = opt.data == "digits"
+        per_class = opt.train_per_class if opt.train_per_class is not None else (None if digits else 600)
+        epochs = opt.epochs or (20 if digits else DEFAULTS["epochs"])
+        ck = load_checkpoint(self.ckpt) if self.ckpt.exists() else None
+        data = data_for(opt.data, ck, resolution=self.space.resolution, seed=opt.seed, train_per_class=per_class)
+        if ck is not None and ck.epoch >= epochs:
+            say(f"reusing {self.ckpt}")
+            self.pruningnet, hist = ck.pruningnet, ck.header.get("history")
+        else:
+            # digits has 1238 sub-train images: batch 32 gives 38 steps an epoch (128 gave 9), and at batch 32
+            # lr 0.05 is unstable for the plain net too (benchmarks/train_digits_quickstart.py)
+            res = train_pruningnet(self.space, data, epochs=epochs, seed=opt.seed, out=self.ckpt, resume=True,
+                                   batch_size=32 if digits else None, lr=0.02 if digits else None, checkpoint=ck)
+            self.pruningnet, hist = res.model.eval(), res.history
+        self.data = data
+        hist = hist or [{}]
+        return {"checkpoint": str(self.ckpt), "epochs": epochs, "train_images": len(data.train), "last_epoch": hist[-1]}
+
+    # ---- 4. search and measure ------------------------------------------------------------------------
+    def search(self) -> dict:
+        opt, say = self.opt, self.say
+        full_ms = Predictor(LUT.load(self.lut_path)).predict_ms(self.space.layer_specs(self.space.full()))
+        self.budget = budget = opt.budget_share * full_ms
+        say(f"full network predicted at {full_ms:.4g} ms; budget {opt.budget_share:.0%} of it = {budget:.4g} ms")
+        cfg = EvolutionConfig(population=opt.population, generations=opt.generations,
+                              parents=min(opt.parents, opt.population), seed=opt.seed)
+        if self.result_path.exists():
+            res = load_result(self.result_path)
+            say(f"reusing {self.result_path}")
+        else:
+            res = search_checkpoint(self.ckpt, [str(self.lut_path)], [budget], cfg, self.result_path,
+                                    resume=state_path(self.result_path).exists(), progress=say,
+                                    verifier=Verifier(opt.verify))
+        plot_result(res, self.out / "search.png")
+        self.result = res
+        return {"budget_ms": budget, "full_predicted_ms": full_ms}
+
+    # ---- 5. export, report --------------------------------------------------------------------
+    def export(self) -> dict:
+        res, space, dev = self.result, self.space, self.device.name
+        ver = res["verified"]
+        nets = GeneratedNets(self.pruningnet, self.data, seed=self.opt.seed)
+        pick = (ver["winner_rank"] or 1) - 1
+        if ver["winner_rank"] is None:
+            self.say(f"warning: none of the search's best {ver['k']} archs measured under the budget here; "
+                     "reporting the best one (raise --verify, or lower the budget)")
+        elif pick:
+            self.say(f"the search's best {pick} arch(s) measured over the budget here; the winner is its #{pick + 1}")
+
+        def row(arch: dict, measured: float, spread: float | None, predicted: float, name: str | None) -> dict:
+            net = nets.network(arch)
+            if name:
+                save_onnx(self.out / f"{name}.onnx", space, net)
+            return {"predicted_ms": predicted, "measured_ms": measured, "measured_spread_ms": spread,
+                    "error_pct": 100 * (predicted / measured - 1), "macs": space.macs(arch),
+                    "test_accuracy": nets.accuracy(arch, "test"),
+                    **({"onnx": str(self.out / f"{name}.onnx")} if name else {})}
+
+        verified = []
+        for i, (e, v) in enumerate(zip(res["top"], ver["archs"])):
+            r = row(space.check_arch(e["arch"]["genes"]), v["measured_ms"][dev], v["spread_ms"][dev],
+                    e["latency_ms"][dev], "winner" if i == pick else None)
+            verified.append({"search_rank": e["rank"], "search_accuracy": e["accuracy"], **r})
+        base, u = res["uniform_baseline"], ver["uniform"]
+        uniform = None
+        if base:
+            uniform = {**row(space.check_arch(base["arch"]["genes"]), u["measured_ms"][dev], u["spread_ms"][dev],
+                             base["latency_ms"][dev], "uniform"),
+                       "ratio": base["ratio"], "search_accuracy": base["accuracy"]}
+        ref = ver["reference"][dev]
+        full = row(space.full(), ref["measured_ms"], None,
+                   Predictor(LUT.load(self.lut_path)).predict_ms(space.layer_specs(space.full())), "full")
+        winner = {**verified[pick], "search_rank": pick + 1}
+        return {"winner": winner, "verified": verified, "uniform": uniform, "full": full,
+                "winner_under_budget_measured": winner["measured_ms"] <= self.budget, "result": str(self.result_path)}
+
+    def report(self, summary: dict) -> None:
+        say, budget = self.say, summary["budget_ms"]
+        say("== summary")
+        say(f"budget {budget:.4g} ms ({self.opt.budget_share:.0%} of the full network's predicted "
+            f"{summary['full_predicted_ms']:.4g} ms) on {self.device.name} ({cpu_model()})")
+        for v in summary["verified"]:
+            say(f"  search #{v['search_rank']}: predicted {v['predicted_ms']:.4g} ms, measured {v['measured_ms']:.4g} ms"
+                f" ({'meets' if v['measured_ms'] <= budget else 'over'} the budget), sub-val {v['search_accuracy']:.2%}")
+        base = summary.get("uniform")
+        for name in ("winner", "uniform", "full"):
+            a = summary.get(name)
+            if not a:
+                continue
+            label = {"winner": "searched", "uniform": f"uniform x{base['ratio']:g}" if base else "", "full": "full"}[name]
+            say(f"{label:>14}: predicted {a['predicted_ms']:.4g} ms, measured {a['measured_ms']:.4g} ms "
+                f"({a['error_pct']:+.1f}%), test accuracy {a['test_accuracy']:.2%}"
+                + (f", sub-val {a['search_accuracy']:.2%}" if "search_accuracy" in a else "")
+                + f", {a['macs'] / 1e6:.2f} M MACs")
+        say(f"everything is in {self.out}/ (summary.json, result.json, search.png, validation.png, winner.onnx); "
+            f"{summary['total_s']:.0f} s in all")
+
+
+def run_quickstart(opt: QuickstartOptions, say: Callable[[str], None] = print) -> dict:
+    """Run (or continue) the quickstart into ``opt.out``; returns the summary also written to summary.json."""
+    t_all = time.perf_counter()
+    q = Quickstart(opt, say)
+    q.out.mkdir(parents=True, exist_ok=True)
+    summary: dict = {"space": {**q.space.describe(), "hash": q.space.hash}, "data": opt.data, "device": q.device.name,
+                     "seed": opt.seed, "out": str(q.out)}
+    summary["lut"] = q.stage("lookup table", "lut", q.table)
+    summary["validation"] = q.stage("validate the table on this CPU", "validate", q.validation)
+    summary["training"] = q.stage(f"train a PruningNet on {opt.data}", "train", q.training)
+    summary.update(q.stage("search, then measure its best archs here", "search", q.search))
+    summary.update(q.stage("export and score", "export", q.export))
+    summary.update({"stages_s": q.stages, "total_s": time.perf_counter() - t_all})
+    write_json(q.out / "summary.json", summary)
+    q.report(summary)
+    return summary
