@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from prune_lut.latency.build import attribute
+from prune_lut.latency.attribution import attribute
 from prune_lut.latency.measure import get_meter
 from prune_lut.tables.networks import space_network
 from prune_lut.pruning.space import get_space

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from .devices import get_device
-from .errors import UserError
+from .errors import ParamError, UserError
 from .files import write_json
 from .latency.lutfile import LUT
 from .latency.predictor import Predictor
@@ -75,9 +75,9 @@ class QuickstartOptions:
         if self.data not in DATA:
             raise UserError(f"--data {self.data!r}: the quickstart runs on {' or '.join(DATA)}")
         if not 0 < self.budget_share < 1:
-            raise UserError(f"--budget-share must lie in (0, 1), got {self.budget_share}")
+            raise ParamError("budget_share", f"must lie in (0, 1), got {self.budget_share}")
         if self.verify < 1:
-            raise UserError(f"--verify must be >= 1 (archs measured to pick the winner), got {self.verify}")
+            raise ParamError("verify", f"must be >= 1 (archs measured to pick the winner), got {self.verify}")
 
 
 class Quickstart:

@@ -11,7 +11,7 @@ import pytest
 
 from prune_lut.devices import Device, get_device
 from prune_lut.latency import worker
-from prune_lut.latency.build import attribute
+from prune_lut.latency.attribution import attribute
 from prune_lut.latency.measure import measure, measure_many
 from prune_lut.pruning.export import onnx_model
 from prune_lut.pruning.net import build_net

@@ -144,7 +144,7 @@ def test_validate_json_and_refusals(built, tmp_path):
     r = run(main, ["validate"])
     assert r.exit_code == 2 and "give --lut FILE" in r.stderr
     r = run(main, ["validate", "--lut", str(built["raw"]), "--samples", "8", "--fit"])
-    assert r.exit_code == 2 and "--fit needs at least 12 samples" in r.stderr
+    assert r.exit_code == 2 and "--samples must be at least 12 to fit" in r.stderr
     bad = tmp_path / "bad.json"
     bad.write_text("{\"schema\": \"something-else\"}")
     r = run(main, ["validate", "--from-record", str(bad)])

@@ -6,15 +6,24 @@ import sys
 
 import click
 
-from ..errors import UserError
+from ..errors import ParamError, UserError
+
+
+def option_name(param: str) -> str:
+    """The option that sets a library parameter: every option is named after its parameter."""
+    return "--" + param.replace("_", "-")
 
 
 class Group(click.Group):
-    """Turns a UserError anywhere below into one line on stderr and exit code 2."""
+    """Turns a UserError anywhere below into one line on stderr and exit code 2 (a ParamError names
+    the option, not the library's parameter)."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except ParamError as e:
+            click.echo(f"error: {e.for_option(option_name(e.param))}", err=True)
+            sys.exit(2)
         except UserError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)

@@ -32,8 +32,7 @@ def export(arch_file, family, uniform, rand, seed, resolution, num_classes, in_c
     """Export a pruned network as ONNX or a PyTorch state dict: an arch file, a --family member
     (fresh weights), or the K-th arch of a search --result (fresh or PruningNet weights)."""
     from ..pruning.arch import load_arch, save_arch
-    from ..pruning.export import save_onnx, save_torch
-    from ..pruning.net import build_net
+    from ..pruning.export import export_arch
 
     if result_file is not None:
         if arch_file is not None or family is not None:
@@ -56,8 +55,7 @@ def export(arch_file, family, uniform, rand, seed, resolution, num_classes, in_c
             raise UserError("with --family, give exactly one of --uniform RATIO or --random")
         sp = make_space(family, resolution, num_classes, in_channels, small_input, multiple)
         arch = sp.uniform(uniform) if uniform is not None else sp.random(random.Random(seed))
-    net = build_net(sp, arch).eval()
-    (save_onnx if fmt == "onnx" else save_torch)(out, sp, net)
+    export_arch(out, sp, arch, fmt=fmt)
     if arch_out:
         save_arch(arch_out, sp, arch)
     click.echo(f"wrote {out} ({fmt}): {sp.family}, {sp.macs(arch) / 1e6:.2f} M MACs, {sp.params(arch) / 1e6:.3f} M params")

@@ -134,9 +134,8 @@ def measure_many(device: Device | str, models, nodes: bool | list[bool] = False,
 def measure_beside(device: Device | str, model, other, meter=None) -> Measurement:
     """Measure ``model`` interleaved with ``other`` only, as validation times the table's reference.
 
-    Interleaved with many nets, a large net's weights leave the cache between its runs: the full
-    14x14 MobileNetV2 ran 20% slower among 8 others than alone or beside one on a 2-core VM
-    (``benchmarks/measure_context.py``); small nets did not move.
+    Interleaved with many nets, a large net's weights leave the cache between its runs and it runs
+    slower (``benchmarks/measure_context.py``, docs/BENCHMARKS.md); small nets do not move.
     """
     return measure_many(device, [other, model], meter=meter)[1]
 

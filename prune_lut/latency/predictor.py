@@ -129,16 +129,20 @@ class Predictor:
         return sum(self.group_sums(specs)[0])
 
     # ---- prediction ---------------------------------------------------------------------
+    def _calibrated(self, sums: list[float], macs: int) -> float:
+        """The calibrated latency of per-group table sums (the raw sum without a calibration)."""
+        if self.calibration is None:
+            return sum(sums)
+        return self.calibration.predict(features_from_groups(dict(zip(GROUPS, sums)), macs))
+
     def predict(self, specs: Iterable[LayerSpec]) -> Prediction:
         """Predicted latency of a network given as its layer specs (UserError when a key is missing)."""
         sums, var, macs = self.group_sums(specs)
-        total = sum(sums)
+        total, ms = sum(sums), self._calibrated(sums, macs)
         spread = math.sqrt(var)  # independent per-entry noise adds in quadrature
-        cal = self.calibration
-        if cal is None:
+        if self.calibration is None:
             return Prediction(total, max(0.0, total - spread), total + spread, total, False)
-        ms = cal.predict(features_from_groups(dict(zip(GROUPS, sums)), macs))
-        lo_q, hi_q = cal.interval
+        lo_q, hi_q = self.calibration.interval
         spread *= ms / total if total > 0 else 1.0
         low = ms - math.hypot(ms * max(0.0, -lo_q), spread)
         high = ms + math.hypot(ms * max(0.0, hi_q), spread)
@@ -147,6 +151,4 @@ class Predictor:
     def predict_ms(self, specs: Iterable[LayerSpec]) -> float:
         """Shortcut: the (calibrated, when possible) predicted latency in ms."""
         sums, _, macs = self.group_sums(specs)
-        if self.calibration is None:
-            return sum(sums)
-        return self.calibration.predict(features_from_groups(dict(zip(GROUPS, sums)), macs))
+        return self._calibrated(sums, macs)

@@ -27,7 +27,7 @@ import random
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
-from ..errors import UserError
+from ..errors import ParamError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,13 @@ class EvolutionConfig:
 
     def check(self) -> None:
         if self.population < 2:
-            raise UserError(f"--population must be >= 2, got {self.population}")
+            raise ParamError("population", f"must be >= 2, got {self.population}")
         if self.generations < 1:
-            raise UserError(f"--generations must be >= 1, got {self.generations}")
+            raise ParamError("generations", f"must be >= 1, got {self.generations}")
         if not 1 <= self.parents <= self.population:
-            raise UserError(f"--parents must lie in 1..population ({self.population}), got {self.parents}")
+            raise ParamError("parents", f"must lie in 1..population ({self.population}), got {self.parents}")
         if not 0 <= self.mutation_prob <= 1:
-            raise UserError(f"--mutation-prob must lie in [0, 1], got {self.mutation_prob}")
+            raise ParamError("mutation_prob", f"must lie in [0, 1], got {self.mutation_prob}")
 
 
 @dataclass

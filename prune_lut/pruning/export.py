@@ -117,6 +117,18 @@ def save_torch(path: str | os.PathLike, space: ChannelSpace, net: PrunedNet) -> 
     write_atomic(path, lambda tmp: torch.save(blob, tmp))
 
 
+def export_arch(path: str | os.PathLike, space: ChannelSpace, arch: dict[str, int], net: PrunedNet | None = None,
+                fmt: str = "onnx") -> None:
+    """Write ``arch``'s network (``net``, else fresh weights) as ONNX (``fmt="onnx"``) or a PyTorch state dict."""
+    from ..errors import UserError
+    from .net import build_net
+
+    if fmt not in ("onnx", "torch"):
+        raise UserError(f"format must be onnx or torch, got {fmt!r}")
+    net = build_net(space, arch) if net is None else net
+    (save_onnx if fmt == "onnx" else save_torch)(path, space, net.eval())
+
+
 def load_torch(path: str | os.PathLike) -> tuple[ChannelSpace, PrunedNet]:
     """Rebuild a network written by :func:`save_torch` without unpickling code."""
     from ..errors import UserError
@@ -135,4 +147,4 @@ def load_torch(path: str | os.PathLike) -> tuple[ChannelSpace, PrunedNet]:
     return space, net
 
 
-__all__ = ["onnx_model", "save_onnx", "save_torch", "load_torch"]
+__all__ = ["export_arch", "load_torch", "onnx_model", "save_onnx", "save_torch"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import ParamError, UserError
 from ..files import read_json, write_json
 from ..latency import validate as V
 from ..latency.lutfile import LUT
@@ -57,11 +57,12 @@ def validate_table(lut_path: str | Path, samples: int = 50, seed: int = 0, fit: 
     Returns the record (also written to ``record_path``, default beside the LUT).
     """
     if samples < 3:
-        raise UserError(f"--samples must be at least 3 (got {samples}); 50 gives stable figures")
+        raise ParamError("samples", f"must be at least 3 (got {samples}); 50 gives stable figures")
     if fit and samples < 12:
-        raise UserError(f"--fit needs at least 12 samples (half to fit, half held out), got {samples}; raise --samples")
+        raise ParamError("samples", f"must be at least 12 to fit a calibration (half to fit, half held out), got {samples}")
     if not 0 <= repeat_share <= 1 or not 0 < fit_share < 1:
-        raise UserError("--repeat-share must lie in [0, 1] and --fit-share in (0, 1)")
+        raise ParamError("repeat_share" if not 0 <= repeat_share <= 1 else "fit_share",
+                         "must lie in [0, 1]" if not 0 <= repeat_share <= 1 else "must lie in (0, 1)")
     lut = LUT.load(lut_path)
     space = table_space(lut, str(lut_path))
     multiple = int((lut.device or {}).get("multiple") or 1)

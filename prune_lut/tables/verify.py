@@ -15,7 +15,7 @@ none``) tells a device that has drifted since apart from an arch the table mispr
 from __future__ import annotations
 
 from ..devices import Device
-from ..errors import UserError
+from ..errors import ParamError, UserError
 from ..latency.measure import get_meter, measure_beside, measure_many
 from ..latency.validate import REFERENCE_TOLERANCE, reference_drift
 from ..pruning.space import ChannelSpace
@@ -112,7 +112,7 @@ class Verifier:
 
     def __init__(self, k: int, host: tuple[str, ...] | str | None = None):
         if k < 1:
-            raise UserError(f"--verify must be >= 1 to measure (0: no measurement), got {k}")
+            raise ParamError("verify", f"must be >= 1 to measure (0: no measurement), got {k}")
         self.k, self.host, self.meters = k, host, None
 
     def prepare(self, budgets: list) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ...errors import UserError
+from ...errors import ParamError, UserError
 from ...latency.lutfile import LUT
 from ...latency.predictor import Predictor
 from ..space import ChannelSpace
@@ -39,7 +39,7 @@ def load_budgets(space: ChannelSpace, luts: Sequence[str], latency_ms: Sequence[
     out, names = [], set()
     for path, ms in zip(luts, latency_ms):
         if not ms > 0:
-            raise UserError(f"--latency-ms must be > 0, got {ms}")
+            raise ParamError("latency_ms", f"must be > 0, got {ms}")
         lut = LUT.load(path, space_hash=space.hash)
         name = str((lut.device or {}).get("name") or Path(path).name.split(".")[0])
         base, i = name, 2

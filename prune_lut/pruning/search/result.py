@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict
 
-from ...errors import UserError
+from ...errors import ParamError, UserError
 from ...files import read_json
 from ..arch import arch_from_dict, arch_to_dict, save_arch
 from ..evolution import Evolution, EvolutionConfig, Scored, pareto_front
@@ -93,8 +93,7 @@ def export_result(result_path: str | os.PathLike, out: str | os.PathLike, rank: 
     ``rank`` None: the winner measured by ``search --verify`` where the result has one, else the best.
     Returns (space, arch, its entry in the result).
     """
-    from ..export import save_onnx, save_torch
-    from ..net import build_net
+    from ..export import export_arch
 
     result = load_result(result_path)
     if rank is None:
@@ -113,10 +112,10 @@ def export_result(result_path: str | os.PathLike, out: str | os.PathLike, rank: 
                             "give the checkpoint the search used")
         net = GeneratedNets(ck.pruningnet, ck.load_data(), recal_batches, recal_batch_size, seed).network(arch)
     elif weights == "fresh":
-        net = build_net(space, arch).eval()
+        net = None
     else:
-        raise UserError(f"--weights must be pruningnet or fresh, got {weights!r}")
-    (save_onnx if fmt == "onnx" else save_torch)(out, space, net)
+        raise ParamError("weights", f"must be pruningnet or fresh, got {weights!r}")
+    export_arch(out, space, arch, net, fmt)
     if arch_out:
         save_arch(arch_out, space, arch)
     return space, arch, result["top"][rank - 1]
