@@ -84,7 +84,7 @@ class WithGate(torch.nn.Module):
 
 
 def test_unsupported_operators_are_passed_through(case, tmp_path):
-    path, lut, specs, net = case
+    path, lut, _, net = case
     gated = predict_onnx(Predictor(lut), export_torch(WithGate(net).eval(), tmp_path / "g.onnx", RES))
     plain = predict_onnx(Predictor(lut), path)
     assert sorted(u.op_type for u in gated.unsupported) == ["Mul", "Sigmoid"]

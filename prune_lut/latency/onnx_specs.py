@@ -24,10 +24,6 @@ from ..errors import UserError
 from .spec import LayerSpec
 
 FREE = frozenset({"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Dropout", "Identity"})
-ELEMENTWISE = frozenset({"BatchNormalization", "Relu", "Clip", "Dropout", "Identity", "Sigmoid", "HardSigmoid",
-                         "HardSwish", "Tanh", "LeakyRelu", "Elu", "Selu", "PRelu", "Softplus", "Erf", "Gelu",
-                         "Cast", "Neg", "Abs", "Exp", "Sqrt", "Reciprocal", "Mish"})
-BINARY = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min"})
 Shape = tuple  # of int | None (None: unknown or symbolic)
 FOLD_MAX = 4096  # elements: constant-only nodes this small are evaluated (shape math, not weights)
 
@@ -139,7 +135,7 @@ def _light(m: onnx.ModelProto, image: str, shape: Shape, folded: dict[str, np.nd
     declared = {v.name for v in inputs}
     small = [numpy_helper.from_array(np.asarray(v), k) for k, v in folded.items()]
     for t in g.initializer:
-        if math.prod(t.dims) <= 64:
+        if math.prod(t.dims) <= 64:  # shape targets, Clip bounds: inference reads their values
             small.append(t)
         elif t.name not in declared:
             inputs.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
@@ -154,7 +150,7 @@ def _shapes(m: onnx.ModelProto) -> dict[str, Shape]:
     """Every tensor's shape ONNX shape inference knows (a model it cannot infer keeps what it declares)."""
     try:
         m = onnx.shape_inference.infer_shapes(m, data_prop=True)
-    except Exception:  # an op inference rejects: keep the declared shapes, our propagation fills the rest
+    except Exception:  # a graph inference rejects: the declared shapes only (what needs more is unsupported)
         pass
     out: dict[str, Shape] = {}
     for v in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output):
@@ -168,7 +164,14 @@ def _shapes(m: onnx.ModelProto) -> dict[str, Shape]:
 
 # ---- the graph as a walker sees it ---------------------------------------------------------------
 class _Graph:
-    """Nodes, producers/consumers, constants and shapes of one model (shapes completed by propagation)."""
+    """Nodes, consumers, constants and shapes of one model.
+
+    Shapes come from ONNX shape inference (with data propagation, so Shape -> Reshape chains
+    resolve) after the nodes computed from constants alone are evaluated here: inference cannot
+    see through those (torch's exporter with constant folding off writes Resize scales as a Concat
+    of Constants, which left every shape after the Resize unknown). A shape still unknown makes
+    the operator that needs it unsupported, with that reason: never a guess.
+    """
 
     def __init__(self, m: onnx.ModelProto, input_name: str, input_shape: Shape):
         self.nodes = list(m.graph.node)
@@ -186,7 +189,6 @@ class _Graph:
         self.folded: dict[str, np.ndarray] = {}
         self._fold()
         self.shapes = _shapes(_light(m, input_name, input_shape, self.folded))
-        self._propagate()
 
     def _data_tensors(self, input_name: str) -> set[str]:
         """Tensors whose values depend on the image (Shape/Size outputs do not: they are metadata)."""
@@ -205,20 +207,33 @@ class _Graph:
             if n.op_type in ("Constant", "Identity", "Shape", "Size") or not n.output \
                     or any(t in self.data for t in n.input):
                 continue
+            if sum(self._size(t) for t in n.input if t) > FOLD_MAX:
+                continue
             args = {t: self.const(t) for t in n.input if t}
-            if any(a is None for a in args.values()) or sum(a.size for a in args.values()) > FOLD_MAX:
+            if any(a is None for a in args.values()):
                 continue
             try:
                 self.folded.update(zip(n.output, ReferenceEvaluator(n).run(None, args)))
             except Exception:  # an op the reference cannot run alone: its outputs stay unknown
                 continue
 
-    def const(self, name: str) -> np.ndarray | None:
-        """The value of a constant tensor (initializer, Constant node, folded node, or an Identity of one)."""
-        for _ in range(8):
+    def _resolve(self, name: str) -> str:
+        for _ in range(8):  # Identity chains (torch's exporter aliases shared weights)
             if name not in self.alias:
                 break
             name = self.alias[name]
+        return name
+
+    def _size(self, name: str) -> int:
+        """Elements of a constant, read from its dims (a weight is not decoded just to be skipped)."""
+        name = self._resolve(name)
+        if name in self.inits:
+            return math.prod(self.inits[name].dims)
+        return int(np.asarray(self.folded[name]).size) if name in self.folded else 0
+
+    def const(self, name: str) -> np.ndarray | None:
+        """The value of a constant tensor (initializer, Constant node, folded node, or an Identity of one)."""
+        name = self._resolve(name)
         if name in self.folded:
             return np.asarray(self.folded[name])
         try:
@@ -239,31 +254,6 @@ class _Graph:
         """The one node reading ``tensor`` (None when several do, or it is a graph output: ORT fuses neither)."""
         c = self.consumers.get(tensor, [])
         return c[0] if len(c) == 1 and tensor not in self.outputs else None
-
-    def _propagate(self) -> None:
-        """Fill shapes inference left unknown, for the ops this module reads (graph order is topological)."""
-        for n in self.nodes:
-            if not n.output or n.output[0] in self.shapes:
-                continue
-            x = self.shapes.get(n.input[0]) if n.input else None
-            if x is None:
-                continue
-            out = None
-            if n.op_type in ELEMENTWISE or n.op_type in BINARY:
-                out = x
-            elif n.op_type in ("Conv", "MaxPool", "AveragePool") and len(x) == 4:
-                w = self.shapes.get(n.input[1]) if n.op_type == "Conv" and len(n.input) > 1 else None
-                k = _ints(n, "kernel_shape") or (list(w[2:]) if w else None)
-                if k is not None:
-                    hw = _pool_out(x[2:], k, _ints(n, "strides") or [1, 1], _pads(n), _ints(n, "dilations") or [1, 1],
-                                   _int(n, "ceil_mode", 0))
-                    out = (x[0], w[0] if w else x[1], *hw)
-            elif n.op_type == "GlobalAveragePool" and len(x) == 4:
-                out = (x[0], x[1], 1, 1)
-            elif n.op_type == "Flatten" and None not in x[1:]:
-                out = (x[0], math.prod(x[1:]))
-            if out is not None:
-                self.shapes[n.output[0]] = tuple(out)
 
 
 # ---- attributes ----------------------------------------------------------------------------------
