@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from ..errors import UserError
 from .calibration import Calibration, features_from_groups
@@ -137,8 +137,12 @@ class Predictor:
 
     def predict(self, specs: Iterable[LayerSpec]) -> Prediction:
         """Predicted latency of a network given as its layer specs (UserError when a key is missing)."""
-        sums, var, macs = self.group_sums(specs)
-        total, ms = sum(sums), self._calibrated(sums, macs)
+        return self.predict_sums(*self.group_sums(specs))
+
+    def predict_sums(self, sums: Sequence[float], var: float, macs: int) -> Prediction:
+        """:meth:`predict` from per-group table sums (ms, :data:`GROUPS` order), summed spread^2 and MACs,
+        for callers that supply some layers' times themselves (``model_predict`` fills missing keys)."""
+        total, ms = sum(sums), self._calibrated(list(sums), macs)
         spread = math.sqrt(var)  # independent per-entry noise adds in quadrature
         if self.calibration is None:
             return Prediction(total, max(0.0, total - spread), total + spread, total, False)

@@ -34,6 +34,7 @@ def features(spec: LayerSpec) -> list[float]:
 
 
 FLOOR_MS = 1e-4  # fused-away operators measure 0; log needs a floor
+MIN_MEASURED = 10  # fewer measured entries than this: no regressor
 
 
 def _model(seed: int):
@@ -52,12 +53,8 @@ def fit_and_fill(measured: dict[str, float], wanted: list[str], seed: int = 0,
     measured entries and scored on them (relative error |pred - meas| / meas, on entries over
     the floor); the predictions from a model trained on all of them.
     """
-    keys = sorted(measured)
-    if len(keys) < 10:
-        raise ValueError(f"only {len(keys)} measured entries: too few to fit a regressor (need >= 10)")
-    X = np.array([features(LayerSpec.from_key(k)) for k in keys])
-    y = np.log(np.maximum([measured[k] for k in keys], FLOOR_MS))
-    idx = list(range(len(keys)))
+    X, y = _training_set(measured)
+    idx = list(range(len(y)))
     random.Random(seed).shuffle(idx)
     n_test = max(1, int(len(idx) * holdout))
     test, train = idx[:n_test], idx[n_test:]
@@ -75,6 +72,26 @@ def fit_and_fill(measured: dict[str, float], wanted: list[str], seed: int = 0,
              100 * (figures["heldout_median_abs_rel_err"] or 0), len(rel))
     if not wanted:
         return {}, figures
+    return _fit_predict(X, y, wanted, seed), figures
+
+
+def fit_predict(measured: dict[str, float], wanted: list[str], seed: int = 0) -> dict[str, float]:
+    """Predict ``wanted`` keys from a model trained on all of ``measured`` {key: ms} (no error figures:
+    half the time of :func:`fit_and_fill`, for a caller that fills a few keys at prediction time)."""
+    X, y = _training_set(measured)
+    return _fit_predict(X, y, wanted, seed)
+
+
+def _training_set(measured: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Features and log latency of the measured entries (key order), or ValueError when too few."""
+    if len(measured) < MIN_MEASURED:
+        raise ValueError(f"only {len(measured)} measured entries: too few to fit a regressor (need >= {MIN_MEASURED})")
+    keys = sorted(measured)
+    X = np.array([features(LayerSpec.from_key(k)) for k in keys])
+    return X, np.log(np.maximum([measured[k] for k in keys], FLOOR_MS))
+
+
+def _fit_predict(X: np.ndarray, y: np.ndarray, wanted: list[str], seed: int) -> dict[str, float]:
     full = _model(seed).fit(X, y)
     Xw = np.array([features(LayerSpec.from_key(k)) for k in wanted])
-    return dict(zip(wanted, map(float, np.exp(full.predict(Xw))))), figures
+    return dict(zip(wanted, map(float, np.exp(full.predict(Xw)))))

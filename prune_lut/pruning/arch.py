@@ -7,7 +7,7 @@ from ..errors import UserError
 from ..files import read_json, write_json
 from .space import PAPER_GRID, ChannelSpace, get_space
 
-SPACE_KEYS = ("family", "resolution", "num_classes", "in_channels", "small_input", "grid", "multiple")
+SPACE_KEYS = ("family", "resolution", "num_classes", "in_channels", "small_input", "grid", "multiple", "rounding")
 
 
 def arch_to_dict(space: ChannelSpace, arch: dict[str, int]) -> dict:
@@ -30,7 +30,7 @@ def arch_from_dict(d: dict, source: str = "arch") -> tuple[ChannelSpace, dict[st
         space = get_space(d["family"], resolution=int(d.get("resolution", 224)),
                           num_classes=int(d.get("num_classes", 1000)), in_channels=int(d.get("in_channels", 3)),
                           small_input=bool(d.get("small_input", False)), grid=tuple(d.get("grid", PAPER_GRID)),
-                          multiple=int(d.get("multiple", 1)))
+                          multiple=int(d.get("multiple", 1)), rounding=str(d.get("rounding", "round")))
     except (TypeError, ValueError) as e:
         raise UserError(f"{source}: bad space option ({e})") from e
     try:

@@ -20,6 +20,10 @@ Ref = Union[str, int]  # a gene name, or a fixed channel count (image channels, 
 
 # The paper's grid: 31 ratios 0.10, 0.13, ..., 1.00 of each gene's base width.
 PAPER_GRID: tuple[float, ...] = tuple(round(0.10 + 0.03 * i, 2) for i in range(31))
+# How a ratio becomes a width: ``round`` (nearest, then the nearest multiple; this project's
+# default) or ``floor`` (``int(base * ratio)`` with no multiple: MetaPruning's reference code,
+# whose released archs need exactly those widths).
+ROUNDINGS = ("round", "floor")
 
 
 @dataclass(frozen=True)
@@ -88,16 +92,23 @@ class Gene:
     kind: str  # "stage" (shared output width), "mid" (block middle width), "layer" (one conv)
 
 
-def grid_widths(base: int, grid: tuple[float, ...], multiple: int) -> tuple[int, ...]:
-    """Widths for ``base`` on ``grid``, each rounded to a multiple of ``multiple``.
+def grid_widths(base: int, grid: tuple[float, ...], multiple: int, rounding: str = "round") -> tuple[int, ...]:
+    """Widths for ``base`` on ``grid``: ``round`` rounds each to a multiple of ``multiple``;
+    ``floor`` takes ``int(base * ratio)`` as MetaPruning does (``multiple`` must be 1; a ratio
+    whose floor is 0 channels gives no width).
 
     The full width is always a choice, so the standard network stays in every space.
     """
     out = set()
     for r in grid:
-        w = max(1, int(round(r * base)))
-        if multiple > 1:
-            w = max(multiple, int(round(w / multiple)) * multiple)
+        if rounding == "floor":
+            w = int(base * r)
+            if w < 1:
+                continue
+        else:
+            w = max(1, int(round(r * base)))
+            if multiple > 1:
+                w = max(multiple, int(round(w / multiple)) * multiple)
         out.add(min(w, base))
     out.add(base)
     return tuple(sorted(out))
@@ -151,6 +162,7 @@ class ChannelSpace:
     small_input: bool = False
     grid: tuple[float, ...] = PAPER_GRID
     multiple: int = 1
+    rounding: str = "round"
     units: tuple[Unit, ...] = field(init=False, repr=False)
     genes: dict[str, Gene] = field(init=False, repr=False)
 
@@ -159,13 +171,18 @@ class ChannelSpace:
             raise UserError(f"unknown family {self.family!r}; choose one of: {', '.join(sorted(FAMILIES))}")
         if self.multiple < 1:
             raise UserError(f"multiple must be >= 1, got {self.multiple}")
+        if self.rounding not in ROUNDINGS:
+            raise UserError(f"unknown grid rounding {self.rounding!r}; choose one of: {', '.join(ROUNDINGS)}")
+        if self.rounding == "floor" and self.multiple != 1:
+            raise UserError(f"grid rounding 'floor' takes MetaPruning's widths as they are; "
+                            f"give multiple 1 (got {self.multiple}) or use rounding 'round'")
         self.grid = tuple(float(g) for g in self.grid)
         if not self.grid or any(not 0 < g <= 1 for g in self.grid):
             raise UserError("grid ratios must lie in (0, 1]")
         units, bases = FAMILIES[self.family].build(
             num_classes=self.num_classes, in_channels=self.in_channels, small_input=self.small_input)
         self.units = units
-        self.genes = {n: Gene(n, b, grid_widths(b, self.grid, self.multiple), kind) for n, (b, kind) in bases.items()}
+        self.genes = {n: Gene(n, b, grid_widths(b, self.grid, self.multiple, self.rounding), kind) for n, (b, kind) in bases.items()}
         if self.resolution < self.min_resolution:
             raise UserError(
                 f"resolution {self.resolution} is too small for {self.family} "
@@ -183,10 +200,17 @@ class ChannelSpace:
         return stride
 
     def describe(self) -> dict:
-        """JSON-able description of the space (what a LUT or checkpoint must match)."""
-        return {"family": self.family, "resolution": self.resolution, "num_classes": self.num_classes,
-                "in_channels": self.in_channels, "small_input": self.small_input,
-                "grid": list(self.grid), "multiple": self.multiple}
+        """JSON-able description of the space (what a LUT or checkpoint must match).
+
+        ``rounding`` appears only when it is not the default, so every space described before it
+        existed keeps its description and hash.
+        """
+        d = {"family": self.family, "resolution": self.resolution, "num_classes": self.num_classes,
+             "in_channels": self.in_channels, "small_input": self.small_input,
+             "grid": list(self.grid), "multiple": self.multiple}
+        if self.rounding != "round":
+            d["rounding"] = self.rounding
+        return d
 
     @property
     def hash(self) -> str:
@@ -198,7 +222,8 @@ class ChannelSpace:
     def from_description(cls, d: dict) -> "ChannelSpace":
         return cls(family=d["family"], resolution=d["resolution"], num_classes=d["num_classes"],
                    in_channels=d.get("in_channels", 3), small_input=d.get("small_input", False),
-                   grid=tuple(d.get("grid", PAPER_GRID)), multiple=d.get("multiple", 1))
+                   grid=tuple(d.get("grid", PAPER_GRID)), multiple=d.get("multiple", 1),
+                   rounding=d.get("rounding", "round"))
 
     # ---- archs ----------------------------------------------------------------------------
     @property

@@ -1,2 +1,2 @@
 """Model families. Importing this package registers each one (one module per family)."""
-from . import mobilenet_v1, mobilenet_v2, resnet  # noqa: F401
+from . import mobilenet_v1, mobilenet_v2, mobilenet_v2_metapruning, resnet  # noqa: F401
