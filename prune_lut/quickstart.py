@@ -2,8 +2,9 @@
 
 1. lookup table: the shipped ``cpu`` table of the quickstart space (copied, so calibrating it
    changes nothing in the package), or a fresh build on this CPU (``build_lut``);
-2. validate it briefly on this CPU (a few archs measured end to end; with enough samples a
-   calibration is fitted and stored in the copy);
+2. calibrate it on this CPU (``prune-lut calibrate``: archs measured end to end, the calibration
+   that predicts them best out of fold stored in the copy), so that predictions, the budget and the
+   measurements below are all in this machine's milliseconds, however fast it is;
 3. train a PruningNet on digits (or Fashion-MNIST, resized to the space's 8x8);
 4. search under a budget (a share of the full network's predicted latency) and measure the
    search's best ``verify`` archs, the uniform-width baseline and the full network end to end on
@@ -27,6 +28,7 @@ from typing import Callable
 from .devices import get_device
 from .errors import ParamError, UserError
 from .files import write_json
+from .latency.frame import where
 from .latency.lutfile import LUT
 from .latency.predictor import Predictor
 from .latency.report import plot
@@ -40,7 +42,7 @@ from .pruning.search import load_result, plot_result, search_checkpoint, state_p
 from .pruning.space import ChannelSpace, get_space
 from .pruning.train import DEFAULTS, data_for, load_checkpoint, train_pruningnet
 from .tables.build import build_space_table
-from .tables.validate import load_record, validate_table
+from .tables.validate import calibrate_table, load_record
 from .tables.verify import Verifier
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,7 @@ class QuickstartOptions:
     population: int = 50
     generations: int = 20
     parents: int = 10
-    validate_samples: int = 12
+    calibrate_samples: int = 30  # end-to-end runs that adapt the table to this machine
     verify: int = 5  # best archs of the search measured here; the winner must meet the budget measured
     build_lut: bool = False
     lut_minutes: float | None = None
@@ -120,29 +122,30 @@ class Quickstart:
                 f"{str(lut.provenance.get('date'))[:10]}) to {self.lut_path}")
         return {"path": str(self.lut_path), "entries": len(LUT.load(self.lut_path).entries)}
 
-    # ---- 2. validate it here -------------------------------------------------------------------
-    def validation(self) -> dict:
+    # ---- 2. calibrate it here -------------------------------------------------------------------
+    def calibration(self) -> dict:
         opt, say = self.opt, self.say
-        record_path = self.out / "validation.json"
+        record_path = self.out / "calibration.json"
         if record_path.exists():
             rec = load_record(record_path)
             say(f"reusing {record_path}")
         else:
-            rec = validate_table(self.lut_path, samples=opt.validate_samples, seed=opt.seed,
-                                 fit=opt.validate_samples >= 12, record_path=record_path, progress=False)
+            rec = calibrate_table(self.lut_path, samples=opt.calibrate_samples, seed=opt.seed,
+                                  record_path=record_path, progress=False)
         rep, head = rec["report"], rec["report"]["headline"]
-        for w in rec.get("warnings", []):
-            say(f"warning: {w}")
+        for w in rec.get("previous_warnings", []):
+            say(f"before calibration: {w}")
         say(f"{rep['n']} archs measured: {rep['headline_name']}: mean |error| "
             f"{head.get('mean_abs_pct', float('nan')):.1f}%, {100 * (head.get('within_10') or 0):.0f}% within +-10%")
+        say(f"the table now predicts in the milliseconds of {where(rec['frame'])}")
         try:
-            p, m, macs, held = headline_predictions(rec)
-            plot(self.out / "validation.png", p, m, macs, held if rec.get("calibration") else None,
+            p, m, macs = headline_predictions(rec)
+            plot(self.out / "calibration.png", p, m, macs, None,
                  title=f"quickstart table on this CPU: {rep['headline_name']}")
         except (KeyError, ValueError) as e:  # a plot is a nicety; the figures are in the record
-            log.warning("no validation plot: %s", e)
-        return {"record": str(record_path), "headline": rep["headline_name"], "figures": head,
-                "calibrated": bool(rec.get("calibration"))}
+            log.warning("no calibration plot: %s", e)
+        return {"record": str(record_path), "headline": rep["headline_name"], "figures": head, "frame": rec["frame"],
+                "previous_frame": rec.get("previous_frame")}
 
     # ---- 3. train the PruningNet -----------------------------------------------------------------
     def training(self) -> dict:
@@ -221,7 +224,8 @@ class Quickstart:
                    Predictor(LUT.load(self.lut_path)).predict_ms(space.layer_specs(space.full())), "full")
         winner = {**verified[pick], "search_rank": pick + 1}
         return {"winner": winner, "verified": verified, "uniform": uniform, "full": full,
-                "winner_under_budget_measured": winner["measured_ms"] <= self.budget, "result": str(self.result_path)}
+                "winner_under_budget_measured": winner["measured_ms"] <= self.budget,
+                "reference_drift": ref, "warnings": ver["warnings"], "result": str(self.result_path)}
 
     def report(self, summary: dict) -> None:
         say, budget = self.say, summary["budget_ms"]
@@ -241,8 +245,27 @@ class Quickstart:
                 f"({a['error_pct']:+.1f}%), test accuracy {a['test_accuracy']:.2%}"
                 + (f", sub-val {a['search_accuracy']:.2%}" if "search_accuracy" in a else "")
                 + f", {a['macs'] / 1e6:.2f} M MACs")
-        say(f"everything is in {self.out}/ (summary.json, result.json, search.png, validation.png, winner.onnx); "
+        say(disagreement(summary["winner"], summary["reference_drift"], budget))
+        for w in summary.get("warnings", []):
+            say(f"warning: {w}")
+        say(f"everything is in {self.out}/ (summary.json, result.json, search.png, calibration.png, winner.onnx); "
             f"{summary['total_s']:.0f} s in all")
+
+
+def disagreement(winner: dict, ref: dict, budget: float) -> str:
+    """Why the winner's measurement differs from its prediction, in one line: the device's drift since
+    the calibration (its reference net measured beside the winner) or the table's error on this arch."""
+    err, d = winner["error_pct"], ref.get("drift_pct")
+    meets = "meets" if winner["measured_ms"] <= budget else "misses"
+    head = f"the winner {meets} the budget as measured ({winner['measured_ms']:.4g} vs {budget:.4g} ms)"
+    drifted = f"the reference net ran {d:+.1f}% off its time at calibration" if d is not None else ""
+    if abs(err) <= 10 and (d is None or abs(d) <= 10):
+        return f"{head}; its prediction was {err:+.1f}% off, within the table's +-10%" + (f" ({drifted})" if d else "")
+    if d is not None and abs(d) > 5 and (d > 0) == (err < 0):
+        return (f"{head}; its prediction was {err:+.1f}% off and {drifted}: the machine moved since the calibration "
+                "(`prune-lut calibrate` re-anchors the table)")
+    return (f"{head}; its prediction was {err:+.1f}% off while {drifted or 'the device held still'}: the table "
+            "mispredicts this arch (a search favours the archs a table under-predicts; --verify measured them)")
 
 
 def run_quickstart(opt: QuickstartOptions, say: Callable[[str], None] = print) -> dict:
@@ -253,7 +276,7 @@ def run_quickstart(opt: QuickstartOptions, say: Callable[[str], None] = print) -
     summary: dict = {"space": {**q.space.describe(), "hash": q.space.hash}, "data": opt.data, "device": q.device.name,
                      "seed": opt.seed, "out": str(q.out)}
     summary["lut"] = q.stage("lookup table", "lut", q.table)
-    summary["validation"] = q.stage("validate the table on this CPU", "validate", q.validation)
+    summary["calibration"] = q.stage("calibrate the table on this CPU", "calibrate", q.calibration)
     summary["training"] = q.stage(f"train a PruningNet on {opt.data}", "train", q.training)
     summary.update(q.stage("search, then measure its best archs here", "search", q.search))
     summary.update(q.stage("export and score", "export", q.export))

@@ -102,3 +102,26 @@ def test_model_outside_the_table_is_refused(case, tmp_path):
         predict_onnx(Predictor(lut), path)
     msg = str(e.value)
     assert "\n" not in msg and str(path) in msg and "none of its" in msg and "prune-lut build" in msg
+
+
+def test_predict_cli_on_an_onnx_file(case, tmp_path):
+    """`prune-lut predict --lut T MODEL.onnx --per-layer --json` through the real CLI: the frame, every
+    layer with its key and source, the breakdown summing to the total; text output says the share."""
+    from click.testing import CliRunner
+
+    from prune_lut.cli import main
+    from prune_lut.latency.frame import frame_of
+
+    path, lut, specs, _ = case
+    lut_path = tmp_path / "t.json.gz"
+    lut.save(lut_path)
+    r = CliRunner().invoke(main, ["predict", "--lut", str(lut_path), str(path), "--per-layer", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    row = out["predictions"][0]
+    assert out["frame"] == frame_of(lut) and row["onnx"] == str(path)
+    assert [x["key"] for x in row["layers"]] == [s.key for s in specs]
+    assert sum(x["ms"] for x in row["layers"]) == pytest.approx(row["ms"], rel=1e-9)
+    r = CliRunner().invoke(main, ["predict", "--lut", str(lut_path), str(path)])
+    assert r.exit_code == 0 and "100.0% of the table time from measured entries" in r.output
+    assert "0 operators the table cannot express" in r.output

@@ -26,7 +26,7 @@ def shipped():
 
 
 TINY = ["--epochs", "1", "--train-per-class", "20", "--population", "4", "--generations", "2",
-        "--validate-samples", "3"]
+        "--calibrate-samples", "5"]
 
 
 def test_quickstart_smoke(shipped, tmp_path):
@@ -34,7 +34,7 @@ def test_quickstart_smoke(shipped, tmp_path):
     r = CliRunner().invoke(main, ["quickstart", "--out", str(out), *TINY, "--json"])
     assert r.exit_code == 0, r.output
     s = json.loads((out / "summary.json").read_text())
-    for f in ("cpu.lut.json.gz", "validation.json", "validation.png", "pruningnet.pt", "result.json", "search.png",
+    for f in ("cpu.lut.json.gz", "calibration.json", "calibration.png", "pruningnet.pt", "result.json", "search.png",
               "winner.onnx", "uniform.onnx", "full.onnx"):
         assert (out / f).is_file(), f
     assert s["training"]["train_images"] == 200

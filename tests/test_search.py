@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from prune_lut.cli import main
 from prune_lut.latency.lutfile import LUT
 from prune_lut.latency.predictor import Predictor
-from prune_lut.latency.validate import reference_ms
+from prune_lut.latency.frame import frame_of
 from prune_lut.pruning.data import TensorImages, load_data
 from prune_lut.pruning.evolution import EvolutionConfig
 from prune_lut.pruning.scoring import GeneratedNets
@@ -241,9 +241,10 @@ def test_verify_measures_the_best_archs_and_export_takes_the_measured_winner(spa
     assert ver["winner_rank"] == (meeting[0] if meeting else None)
     assert "measured #1" in r.output and "measured #uniform" in r.output
     ref = ver["reference"]["cpu"]  # the table's reference net, measured beside the best arch
-    assert ref["anchor_ms"] == pytest.approx(reference_ms(LUT.load(lut_path)))  # no --drift none calibration
-    assert 0.25 < ref["anchor_ms"] / ref["measured_ms"] < 4
-    assert ref["drift_pct"] == pytest.approx(100 * (ref["measured_ms"] / ref["anchor_ms"] - 1))
+    frame = frame_of(LUT.load(lut_path))  # budgets, predictions and verification share the table's frame
+    assert ref["frame_ms"] == pytest.approx(frame["reference_ms"]) and res["budgets"]["latency"][0]["frame"] == frame
+    assert 0.25 < ref["frame_ms"] / ref["measured_ms"] < 4
+    assert ref["drift_pct"] == pytest.approx(100 * (ref["measured_ms"] / ref["frame_ms"] - 1))
     assert "reference net on cpu" in r.output
     r = run_cli("export", "--result", out, "--out", tmp_path / "w.onnx", "--arch-out", tmp_path / "w.json")
     assert r.exit_code == 0, r.output

@@ -1,6 +1,7 @@
 """Text the commands print: tables, validation reports, search results, training summaries."""
 from __future__ import annotations
 
+from ..latency.frame import where
 from ..latency.report import format_figures
 
 
@@ -31,13 +32,19 @@ def lut_info_lines(path, i: dict) -> list[str]:
     r = i["reference"]
     if r:
         out.append(f"  reference (full net): {r['median_ms']:.3f} ms (first {r['first_ms']:.3f}, last {r['last_ms']:.3f})")
+    f = i["frame"]
+    out.append(f"  predicts in the milliseconds of {where(f)}"
+               + (f"; reference net then {f['reference_ms']:.3f} ms" if f.get("reference_ms") else ""))
     if i["calibration"]:
-        out.append("  calibration: fitted by validate")
+        h = f.get("heldout") or {}
+        out.append(f"  calibration: {i['calibration']['model']}"
+                   + (f", held-out median error {h['median_abs_pct']:.1f}%, {100 * h['within_10']:.0f}% within +-10%"
+                      if h.get("median_abs_pct") is not None else ""))
     return out
 
 
 def validation_lines(rec: dict, from_record: str | None) -> list[str]:
-    """The report of ``prune-lut validate`` (or of a record it wrote)."""
+    """The report of ``prune-lut validate`` or ``calibrate`` (or of a record either wrote)."""
     rep = rec["report"]
     dev = (rec.get("device") or {}).get("name")
     out = [f"{rep['n']} archs of {rec['lut_space'].get('family')} at {rec['lut_space'].get('resolution')} "
@@ -48,11 +55,10 @@ def validation_lines(rec: dict, from_record: str | None) -> list[str]:
         out.append(format_figures(f"table + {src}", rep["lut_prediction"]))
     if "fit" in rep:
         f = rep["fit"]
-        out.append(f"calibration candidates, mean |err| on the {f['n_heldout']} held-out archs (fitted on "
-                   f"{f['n_fit']}): " + ", ".join(f"{k} {v['mean_abs_pct']:.1f}%"
-                                                  for k, v in f["heldout_candidates"].items()))
-        out.append(f"selected by 5-fold CV on the fit part: {f['model']}"
-                   + (f"; stored in {rec.get('lut')}" if not from_record else ""))
+        out.append(f"calibration candidates, mean |err| out of fold ({f['folds']}-fold CV over {f['n']} archs): "
+                   + ", ".join(f"{k} {v['mean_abs_pct']:.1f}%" for k, v in f["candidates"].items()))
+        out.append(f"selected: {f['model']}, fitted on all {f['n']} archs"
+                   + (f"; stored in {rec.get('calibrated_lut')}" if not from_record else ""))
     out.append(format_figures(rep["headline_name"], rep["headline"]))
     mc = rep["headline_macs"]
     out.append(f"MACs as a proxy (same archs): Spearman {mc['spearman']:.3f}, Kendall {mc['kendall']:.3f}"
@@ -62,12 +68,15 @@ def validation_lines(rec: dict, from_record: str | None) -> list[str]:
         out.append(f"noise floor ({nz['pairs']} archs measured twice): {100 * nz['within_5']:.0f}% of pairs "
                    f"within +-5%, {100 * nz['within_10']:.0f}% within +-10% (median {nz['median_abs_pct']:.1f}%)")
     r = rep["reference"]
-    if r["lut_ms"]:
-        scaled = {"global": "measurements scaled by the ratio", "local": "measurements scaled by the "
-                  "neighbouring calls' reference", "none": "measurements not scaled (--drift none)"}
-        out.append(f"reference net: {r['lut_ms']:.3f} ms in the table, {r['median_now_ms']:.3f} ms now "
-                   f"({r['min_now_ms']:.3f}-{r['max_now_ms']:.3f}); {scaled[rec.get('drift', 'global')]}; "
-                   f"{r.get('remeasured', 0)} disturbed calls measured again")
+    scaled = {"none": "measurements not scaled", "local": "measurements scaled by the run's median reference over "
+              "the neighbouring calls'"}[rec.get("drift", "none")]
+    frame_ms = f"{r['frame_ms']:.3f} ms in the table's frame, " if r.get("frame_ms") else ""
+    out.append(f"reference net: {frame_ms}{r['median_now_ms']:.3f} ms now ({r['min_now_ms']:.3f}-"
+               f"{r['max_now_ms']:.3f}); {scaled}; {r.get('remeasured', 0)} disturbed calls measured again")
+    if rec.get("previous_frame"):
+        out.append(f"frame: was {where(rec['previous_frame'])}; now {where(rec['frame'])}")
+    elif rec.get("frame"):
+        out.append(f"the table predicts in the milliseconds of {where(rec['frame'])}")
     out.append("worst: " + "; ".join(f"{w['id']} {w['predicted_ms']:.3f} vs {w['measured_ms']:.3f} ms "
                                      f"({w['error_pct']:+.1f}%)" for w in rep["worst"][:3]))
     return out
@@ -92,9 +101,9 @@ def search_lines(res: dict, out_path: str, plot: str | None) -> tuple[list[str],
                              for d, ms in v["measured_ms"].items())
             lines.append(f"  measured #{v['rank']}: {meas}: {'meets' if v['meets'] else 'over'} the budget")
         for d, r in ver.get("reference", {}).items():
-            if r["anchor_ms"]:
-                lines.append(f"  the table's reference net on {d}: {r['measured_ms']:.4g} ms, anchored at "
-                             f"{r['anchor_ms']:.4g} ms ({r['drift_pct']:+.1f}%: the device's drift since)")
+            if r["frame_ms"]:
+                lines.append(f"  the table's reference net on {d}: {r['measured_ms']:.4g} ms, {r['frame_ms']:.4g} ms "
+                             f"in the table's frame ({r['drift_pct']:+.1f}%: the device's drift since)")
         if ver["winner_rank"] is None:
             warnings.append(f"none of the best {ver['k']} archs measured under every budget; "
                             "raise --verify or lower the budget")

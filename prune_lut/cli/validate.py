@@ -1,4 +1,4 @@
-"""``prune-lut validate``: a table's error on its device, measured end to end."""
+"""``prune-lut validate`` (a table's error on its device now) and ``prune-lut calibrate`` (adapt it)."""
 from __future__ import annotations
 
 import sys
@@ -11,29 +11,67 @@ from .options import echo_json, remote_options
 from .render import validation_lines
 
 
-@main.command()
-@click.option("--lut", "lut_path", type=click.Path(), help="LUT file to validate (.json.gz).")
-@click.option("--samples", type=int, default=50, show_default=True, help="Archs to measure.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling, order and split.")
-@click.option("--fit", is_flag=True, help="Fit a calibration on part of the samples; store it in the LUT.")
-@click.option("--fit-share", type=float, default=0.5, show_default=True, help="With --fit: share used for fitting.")
-@click.option("--repeat-share", type=float, default=0.2, show_default=True,
-              help="Share of archs measured twice (noise floor).")
-@click.option("--plot", "plot_path", type=click.Path(), help="Write a PNG: predicted vs measured, MACs beside.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (the report).")
-@click.option("--max-error", type=float, help="Exit 1 when the mean absolute % error exceeds this.")
-@remote_options
-@click.option("--record", "record_path", type=click.Path(),
-              help="Where to write the samples (default: <LUT>.validation.json beside the LUT).")
-@click.option("--from-record", type=click.Path(), help="Recompute the report from a record; measure nothing.")
-@click.option("--drift", type=click.Choice(["global", "local", "none"]), default="global", show_default=True,
-              help="Scale measurements by the LUT's reference over the run's median reference (global), "
-                   "over the neighbouring calls' (local), or not at all.")
-def validate(lut_path, samples, seed, fit, fit_share, repeat_share, plot_path, as_json, max_error, host, record_path,
-             from_record, drift):
-    """Measure sampled archs end to end on the LUT's device and report the table's error."""
+def _measure_options(samples_default: int):
+    def wrap(f):
+        for opt in reversed([
+            click.option("--lut", "lut_path", type=click.Path(), help="LUT file (.json.gz)."),
+            click.option("--samples", type=int, default=samples_default, show_default=True, help="Archs to measure."),
+            click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and order."),
+            click.option("--repeat-share", type=float, default=0.2, show_default=True,
+                         help="Share of archs measured twice (noise floor)."),
+            click.option("--plot", "plot_path", type=click.Path(), help="Write a PNG: predicted vs measured, MACs beside."),
+            click.option("--json", "as_json", is_flag=True, help="Machine-readable output (the report)."),
+            remote_options,
+            click.option("--record", "record_path", type=click.Path(),
+                         help="Where to write the samples (default: a new <LUT>.<command>-<time>.json beside the LUT)."),
+            click.option("--drift", type=click.Choice(["none", "local"]), default="none", show_default=True,
+                         help="local: scale each call by the run's median reference over the neighbouring calls' "
+                              "(takes a slow minute out of the run; stays in this device's milliseconds)."),
+        ]):
+            f = opt(f)
+        return f
+    return wrap
+
+
+def _show(rec: dict, from_record, plot_path, as_json) -> None:
     from ..latency.report import plot
-    from ..latency.validate import exceeds, headline_predictions
+    from ..latency.validate import headline_predictions
+
+    rep = rec["report"]
+    for w in rec.get("warnings", []):
+        click.echo(f"warning: {w}", err=True)
+    if plot_path:
+        p, m, macs = headline_predictions(rec)
+        plot(plot_path, p, m, macs, None,
+             title=f"{rec['lut_space'].get('family')} at {rec['lut_space'].get('resolution')} on "
+                   f"{(rec.get('device') or {}).get('name')}, {rec['date'][:10]}: {rep['headline_name']}")
+    if as_json:
+        echo_json({"record": rec.get("record_path", from_record), "lut": rec.get("lut"), "warnings": rec["warnings"],
+                   "seconds": rec.get("seconds"), "frame": rec.get("frame"), "calibration": rec.get("calibration"),
+                   "report": rep})
+    else:
+        click.echo("\n".join(validation_lines(rec, from_record)))
+        if plot_path:
+            click.echo(f"wrote {plot_path}")
+
+
+def _moved(ctx, param, value):
+    if value:
+        raise UserError(f"validate no longer fits a calibration: `prune-lut calibrate --lut TABLE` measures "
+                        f"the device as it runs now and stores one ({param.opts[0]} is gone)")
+    return value
+
+
+@main.command()
+@_measure_options(50)
+@click.option("--max-error", type=float, help="Exit 1 when the mean absolute % error exceeds this.")
+@click.option("--from-record", type=click.Path(), help="Recompute the report from a record; measure nothing.")
+@click.option("--fit", is_flag=True, hidden=True, expose_value=False, callback=_moved)
+@click.option("--fit-share", hidden=True, expose_value=False, callback=_moved)
+def validate(lut_path, samples, seed, repeat_share, plot_path, as_json, host, record_path, drift, max_error,
+             from_record):
+    """Measure sampled archs end to end on the LUT's device now and report the table's error in its frame."""
+    from ..latency.validate import exceeds
     from ..tables.validate import load_record, validate_table
 
     if (lut_path is None) == (from_record is None):
@@ -41,24 +79,23 @@ def validate(lut_path, samples, seed, fit, fit_share, repeat_share, plot_path, a
     if from_record:
         rec = load_record(from_record)
     else:
-        rec = validate_table(lut_path, samples, seed, fit, host, fit_share, repeat_share, record_path, drift,
-                             progress=not as_json)
-    rep = rec["report"]
-    for w in rec.get("warnings", []):
-        click.echo(f"warning: {w}", err=True)
-    if plot_path:
-        p, m, macs, held = headline_predictions(rec)
-        plot(plot_path, p, m, macs, held if rec.get("calibration") else None,
-             title=f"{rec['lut_space'].get('family')} at {rec['lut_space'].get('resolution')} on "
-                   f"{(rec.get('device') or {}).get('name')}, {rec['date'][:10]}: {rep['headline_name']}")
-    if as_json:
-        echo_json({"record": rec.get("record_path", from_record), "lut": rec.get("lut"), "warnings": rec["warnings"],
-                   "seconds": rec.get("seconds"), "calibration": rec.get("calibration"), "report": rep})
-    else:
-        click.echo("\n".join(validation_lines(rec, from_record)))
-        if plot_path:
-            click.echo(f"wrote {plot_path}")
+        rec = validate_table(lut_path, samples, seed, host, repeat_share, record_path, drift, progress=not as_json)
+    _show(rec, from_record, plot_path, as_json)
     if max_error is not None and exceeds(rec, max_error):
-        click.echo(f"error: mean absolute error {rep['headline'].get('mean_abs_pct', float('nan')):.1f}% "
+        click.echo(f"error: mean absolute error {rec['report']['headline'].get('mean_abs_pct', float('nan')):.1f}% "
                    f"exceeds --max-error {max_error}%", err=True)
         sys.exit(1)
+
+
+@main.command()
+@_measure_options(30)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the calibrated table here (default: into --lut).")
+def calibrate(lut_path, samples, seed, repeat_share, plot_path, as_json, host, record_path, drift, out):
+    """Adapt a table to its device as it runs now: measure sampled archs end to end, fit the calibration
+    that predicts them best out of fold, and store it with this device's frame in the table."""
+    from ..tables.validate import calibrate_table
+
+    if lut_path is None:
+        raise UserError("give --lut FILE, the table to calibrate")
+    rec = calibrate_table(lut_path, samples, seed, host, repeat_share, record_path, out, drift, progress=not as_json)
+    _show(rec, None, plot_path, as_json)

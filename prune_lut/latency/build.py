@@ -22,7 +22,7 @@ What the table stores beside entries, so sums can predict whole networks (``lut.
     measured interleaved in the same call), ``t`` (seconds since the build started);
   ``sum_to_e2e``: ``e2e = a * table_sum + b``, a Theil-Sen line over the networks profiled while
     the machine was quiet (see :func:`quiet`), with its error on networks that defined no entry
-    (``heldout``); the predictor applies it until a calibration from ``validate --fit`` replaces it;
+    (``heldout``); the predictor applies it until a calibration from ``calibrate`` replaces it;
   ``build``: elapsed seconds, time budget, shard, targets, networks done.
 ``lut.reference``: the reference network (the space's full-width member) end to end, first and last
 measurement of the build, for drift detection (``keys`` lets anyone recompute its table sum).

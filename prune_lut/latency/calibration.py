@@ -2,8 +2,10 @@
 
 A table sum misses the whole network's latency in ways a constant factor does not fix (per-network
 overhead, caches warmed by the previous layer, op types the runtime schedules differently inside a
-graph). ``prune-lut validate --fit`` measures sampled networks, fits each candidate below on part of
-them, picks one by cross-validation on that part alone, and reports its error on the held-out rest.
+graph, a device that runs some layer kinds slower than the one that built the table).
+``prune-lut calibrate`` measures sampled networks on the device as it runs now, compares the
+candidates below by cross-validation, fits the winner on every sample, and reports the winner's
+out-of-fold (held-out) error.
 
 Every candidate is linear in named features (so it is stored as plain JSON numbers, never pickled):
 
@@ -33,6 +35,8 @@ from .report import error_figures
 log = logging.getLogger(__name__)
 
 CANDIDATES = ("none", "scale", "linear", "sum_macs", "per_op", "regressor")  # simplest first
+SIMPLE = ("none", "scale", "linear")  # at most two coefficients
+MIN_RICH = 10  # samples below which only SIMPLE candidates are compared
 TOLERANCE_PCT = 0.25
 ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 INTERVAL = (0.05, 0.95)  # the quantiles of relative residuals a prediction interval spans
@@ -166,49 +170,35 @@ def cross_validate(name: str, feats: list[dict[str, float]], y: np.ndarray, k: i
     return out
 
 
-def split_fit_holdout(predicted: list[float], fit_share: float = 0.5, seed: int = 0) -> tuple[list[int], list[int]]:
-    """Indices for fitting and for holding out, stratified over the predicted latency range.
-
-    Samples are sorted by predicted latency and taken systematically (every 1/share-th, from a
-    random offset), so both parts span the whole range.
-    """
-    if not 0 < fit_share < 1:
-        raise ValueError("fit_share must lie in (0, 1)")
-    order = sorted(range(len(predicted)), key=lambda i: predicted[i])
-    u = random.Random(seed).random()
-    fit: list[int] = []
-    hold: list[int] = []
-    for j, i in enumerate(order):
-        (fit if math.floor((j + 1) * fit_share + u) > math.floor(j * fit_share + u) else hold).append(i)
-    return sorted(fit), sorted(hold)
-
-
 def select_and_fit(feats: list[dict[str, float]], measured: list[float], seed: int = 0,
-                   candidates: tuple[str, ...] = CANDIDATES) -> tuple[Calibration, dict]:
-    """Compare candidates by 5-fold CV on these samples; fit the winner on all of them.
+                   candidates: tuple[str, ...] = CANDIDATES) -> tuple[Calibration, dict[str, np.ndarray]]:
+    """Compare candidates by k-fold cross-validation (k = min(5, n)) on these samples; fit the winner
+    on all of them.
 
-    Returns the calibration (its interval from the out-of-fold residuals) and the per-candidate
-    CV figures. Needs at least 6 samples.
+    Returns the calibration (its interval from the winner's out-of-fold residuals; ``meta`` holds every
+    candidate's out-of-fold figures) and the out-of-fold predictions of every candidate. Below
+    ``MIN_RICH`` samples only the candidates with at most two coefficients are compared: a model
+    with more coefficients than folds can check is chosen by luck.
     """
     y = np.asarray(measured, dtype=float)
-    if len(y) < 6:
-        raise UserError(f"a calibration needs at least 6 samples to fit, got {len(y)}; measure more (--samples)")
-    cv: dict[str, dict] = {}
+    if len(y) < 3:
+        raise UserError(f"a calibration needs at least 3 measured archs, got {len(y)}; measure more (--samples)")
+    names = [c for c in candidates if len(y) >= MIN_RICH or c in SIMPLE]
+    k = min(5, len(y))
     oof: dict[str, np.ndarray] = {}
-    for name in candidates:
+    for name in names:
         try:
-            oof[name] = cross_validate(name, feats, y, seed=seed)
+            oof[name] = cross_validate(name, feats, y, k=k, seed=seed)
         except np.linalg.LinAlgError as e:  # too few samples for this model's features
             log.info("candidate %s failed: %s", name, e)
-            continue
-        cv[name] = error_figures(oof[name], y)
+    cv = {name: error_figures(pred, y) for name, pred in oof.items()}
     best = min(v["mean_abs_pct"] for v in cv.values())
-    winner = next(n for n in candidates if n in cv and cv[n]["mean_abs_pct"] <= best + TOLERANCE_PCT)
+    winner = next(n for n in names if n in cv and cv[n]["mean_abs_pct"] <= best + TOLERANCE_PCT)
     cal = _fit_model(winner, feats, y, seed)
     cal.interval = residual_interval(oof[winner], y)
-    cal.meta.update({"n_fit": int(len(y)), "cv": cv, "selected_by": f"simplest within {TOLERANCE_PCT} points of "
-                     "the best 5-fold CV mean abs % error"})
-    return cal, cv
+    cal.meta.update({"n_fit": int(len(y)), "folds": k, "cv": cv, "selected_by": f"simplest within {TOLERANCE_PCT} "
+                     f"points of the best {k}-fold CV mean abs % error; fitted on all {len(y)} archs"})
+    return cal, oof
 
 
 def residual_interval(predicted, measured) -> tuple[float, float]:

@@ -8,7 +8,7 @@ Layout (schema ``prune-lut.lut/1``)::
      "space": {..., "hash": "..."},        # what the table covers (opaque here; the pruning side fills it)
      "entries": {key: {"median_ms", "spread_ms", "reps", "source": "measured"|"predicted", ...}},
      "reference": {...} | null,            # a whole-network measurement taken with the table, for drift
-     "calibration": {...} | null,          # fitted by `prune-lut validate --fit`
+     "calibration": {...} | null,          # fitted by `prune-lut calibrate` (its frame in meta.frame)
      "regressor": {...} | null,            # error figures of the filler for `predicted` entries
      "extra": {...}}                       # free-form (shards, boards, ...)
 """

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..errors import UserError
 from .build import MAX_OBS, fit_sum_to_e2e
+from .frame import frame_of
 from .lutfile import LUT
 
 # provenance fields that must agree for two shards to come from identical boards
@@ -90,4 +91,5 @@ def info(lut: LUT) -> dict:
         "regressor": None if lut.regressor is None else {k: v for k, v in lut.regressor.items() if k != "features"},
         "sum_to_e2e": lut.extra.get("sum_to_e2e"),
         "calibration": lut.calibration,
+        "frame": frame_of(lut),
     }

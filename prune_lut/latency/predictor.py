@@ -35,11 +35,11 @@ def op_group(spec: LayerSpec) -> str:
 
 
 def _calibration_of(lut: LUT) -> tuple[Calibration | None, str | None]:
-    """The LUT's calibration and where it came from: ``validate`` (fitted by ``validate --fit`` on
-    held-out-checked samples), ``build`` (the build's own ``e2e = a * sum + b`` over the networks it
-    profiled, used until validate fits one), or none."""
+    """The LUT's calibration and where it came from: ``calibrate`` (fitted by ``prune-lut calibrate`` on
+    end-to-end runs, cross-validated), ``build`` (the build's own ``e2e = a * sum + b`` over the networks
+    it profiled, used until a calibration replaces it), or none."""
     if lut.calibration:
-        return Calibration.from_dict(lut.calibration), "validate"
+        return Calibration.from_dict(lut.calibration), "calibrate"
     s2e = (lut.extra or {}).get("sum_to_e2e")
     if isinstance(s2e, dict) and "a" in s2e and "b" in s2e:
         held = s2e.get("heldout") or {}

@@ -1,20 +1,22 @@
-"""Validation of a lookup table: measure whole networks, compare with the table's prediction.
+"""Validation and calibration of a lookup table: measure whole networks end to end, compare with the table.
 
 Family-agnostic: it takes networks as ONNX bytes (made on demand), their layer specs and MACs.
 Every measurement goes through the worker's protocol (``worker.measure_models``, or a remote
 worker with the same signature), each network interleaved with the table's reference network in
-the same call, so machine drift hits both alike: a network's latency is reported as
-``raw * reference_at_build / reference_now``. By default ``reference_now`` is the median of all
-the run's reference measurements (``global``): it cancels the shift between the build and now,
-while a per-call ratio (``local``) also carried the reference's own call-to-call noise into every
-net and made held-out errors worse on this loaded 2-core VM (see docs/BENCHMARKS.md).
-A share of the networks is measured a second time at the end, in fresh sessions, which gives the
-noise floor: how often two honest measurements of one network agree within +-5% / +-10%.
+the same call. Measurements stay in the milliseconds of the device as it runs now: with
+``drift="local"`` each call is scaled by the run's median reference over its neighbours', which
+takes a slow minute out of the run without moving it into another frame (``latency/frame.py``);
+the default ``none`` keeps raw times (local scaling also carries the reference's own call-to-call
+noise into every net). A share of the networks is measured a second time at the end, in fresh
+sessions, which gives the noise floor: how often two honest measurements of one network agree
+within +-5% / +-10%.
 
-The result is a *record* (JSON, schema ``prune-lut.validation/1``) holding every sample (its
-identity, per-op-group table sums, predictions, raw and corrected measurements), the fitted
-calibration if any and the split; :func:`compute_report` derives every figure from the record
-alone, so a report can be recomputed (and checked) without measuring again.
+``validate_networks`` compares the table's predictions (in its frame) with the measurements;
+``calibrate_networks`` also selects and fits a calibration on them (``calibration.select_and_fit``)
+and gives it the frame of this device now. The result is a *record* (JSON, schema
+``prune-lut.validation/2``) holding every sample (its identity, per-op-group table sums, predictions,
+raw and scaled measurements) and the calibration if any; :func:`compute_report` derives every figure
+from the record alone, so a report can be recomputed (and checked) without measuring again.
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from .calibration import CANDIDATES, Calibration, _fit_model, select_and_fit, split_fit_holdout
+from . import frame as F
+from .calibration import CANDIDATES, Calibration, cross_validate, select_and_fit
 from .lutfile import LUT
 from .predictor import Predictor
 from .report import error_figures, noise_floor, proxy_figures, worst_cases
@@ -37,13 +40,13 @@ from .spec import LayerSpec
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "prune-lut.validation/1"
-REFERENCE_TOLERANCE = 0.10   # warn when the reference runs this much off the LUT's record
+SCHEMA = "prune-lut.validation/2"
 SMOOTH = 2                   # reference smoothing: median over this many calls either side
 RETRY_TOL = 0.10             # a call whose reference ran this much over the run's median is measured again
 SPREAD_TOL = 0.25            # ... or whose runs spread (IQR / median) more than this (and 3x the run's median)
 RETRIES = 2
 SAMPLE_FIELDS = ("t", "attempts", "raw_ms", "spread_ms", "reps", "ref_ms", "ref_used_ms", "measured_ms")
+DRIFT_MODES = ("none", "local")
 
 
 @dataclass
@@ -64,57 +67,6 @@ def meter_for(lut: LUT, host: str | None = None):
     from .measure import get_meter
 
     return get_meter(Device.from_dict(lut.device), host)
-
-
-# ---- provenance checks -----------------------------------------------------------------------
-PROVENANCE_FIELDS = {"cpu": "CPU", "gpu": "GPU", "machine": "architecture", "cores": "core count",
-                     "onnxruntime": "ONNX Runtime", "torch": "PyTorch", "tensorrt": "TensorRT", "cuda": "CUDA"}
-BACKEND_RUNTIME = {"onnxruntime": ("onnxruntime",), "torch": ("torch", "cuda"), "tensorrt": ("tensorrt", "cuda")}
-
-
-def provenance_warnings(lut: LUT, here: dict) -> list[str]:
-    """Lines naming each way this host (``worker.host_info()``) differs from where the table was measured."""
-    prov = lut.provenance or {}
-    backend = (lut.device or {}).get("backend", "onnxruntime")
-    check = ["cpu", "machine", "cores"] + list(BACKEND_RUNTIME.get(backend, ()))
-    if backend != "onnxruntime":
-        check.append("gpu")
-    out = []
-    for k in check:
-        a, b = prov.get(k), here.get(k)
-        if a is not None and b is not None and str(a) != str(b):
-            out.append(f"{PROVENANCE_FIELDS.get(k, k)} differs: table measured with {a}, this host has {b}")
-    return out
-
-
-def reference_ms(lut: LUT) -> float | None:
-    """The reference network's latency while the table was built: the median of every reference
-    measurement the build took beside its networks (``extra.networks[].ref_ms``), else the
-    reference's own record (mean of its first and last measurement)."""
-    refs = [n["ref_ms"] for n in (lut.extra or {}).get("networks", []) if n.get("ref_ms")]
-    if refs:
-        return float(np.median(refs))
-    ref = lut.reference or {}
-    vals = [ref[k] for k in ("first_ms", "last_ms") if ref.get(k)] or ([ref["median_ms"]] if ref.get("median_ms") else [])
-    return float(np.mean(vals)) if vals else None
-
-
-def anchor_ms(lut: LUT) -> float | None:
-    """The reference network's latency in the time frame the table's predictions are in: the
-    validation run's median reference when its calibration was fitted on unscaled times
-    (``--drift none``: anchored to the device as it ran then), else the build's (:func:`reference_ms`).
-    A reference measured now against this gives the device's drift since."""
-    meta = (lut.calibration or {}).get("meta") or {}
-    if meta.get("drift") == "none" and meta.get("reference_now_ms"):
-        return float(meta["reference_now_ms"])
-    return reference_ms(lut)
-
-
-def reference_drift(lut: LUT, measured_ms: float) -> dict:
-    """The reference measured now against the table's anchor (:func:`anchor_ms`)."""
-    anchor = anchor_ms(lut)
-    return {"anchor_ms": anchor, "measured_ms": measured_ms,
-            "drift_pct": 100 * (measured_ms / anchor - 1) if anchor else None}
 
 
 # ---- measuring -------------------------------------------------------------------------------
@@ -178,36 +130,27 @@ def measure_nets(nets: list[Net], reference: bytes, meter, repeat_share: float =
     return rows, reps  # type: ignore[return-value]
 
 
-DRIFT_MODES = ("global", "local", "none")
-
-
-def _correct(rows: list[dict], reps: list[dict], ref_lut: float | None, mode: str = "global") -> None:
-    """Add ``ref_used_ms`` and ``measured_ms = raw * LUT reference / ref_used`` to every row.
-
-    ``global``: ref_used is the median of every reference measurement of this run (cancels the
-    shift between the build and now, adds no per-call noise); ``local``: the median of the calls
-    within ``SMOOTH`` either side (follows drift within the run, but carries the reference's own
-    noise into each net); ``none``: raw times.
-    """
+def _correct(rows: list[dict], reps: list[dict], mode: str = "none") -> None:
+    """Add ``ref_used_ms`` and ``measured_ms`` to every row: raw (``none``), or (``local``) scaled by
+    the run's median reference over the median of the calls within ``SMOOTH`` either side."""
     if mode not in DRIFT_MODES:
         raise ValueError(f"drift mode must be one of {DRIFT_MODES}")
     calls = sorted(rows + reps, key=lambda r: r["t"])
     refs = [r["ref_ms"] for r in calls]
+    run = float(np.median(refs))
     for j, r in enumerate(calls):
-        r["ref_used_ms"] = float(np.median(refs)) if mode == "global" else _smoothed(refs, j)
-        r["measured_ms"] = r["raw_ms"] * ref_lut / r["ref_used_ms"] if ref_lut and mode != "none" else r["raw_ms"]
+        r["ref_used_ms"] = _smoothed(refs, j) if mode == "local" else run
+        r["measured_ms"] = r["raw_ms"] * run / r["ref_used_ms"] if mode == "local" else r["raw_ms"]
 
 
 # ---- the whole run ---------------------------------------------------------------------------
-def validate_networks(lut: LUT, nets: list[Net], reference: bytes, meter=None, *, fit: bool = False,
-             fit_share: float = 0.5, repeat_share: float = 0.2, seed: int = 0, drift: str = "global",
-             progress: bool = True) -> dict:
-    """Measure ``nets``, compare with the table (and fit a calibration with ``fit``); return the record.
+def validate_networks(lut: LUT, nets: list[Net], reference: bytes, meter=None, *, repeat_share: float = 0.2,
+                      seed: int = 0, drift: str = "none", progress: bool = True) -> dict:
+    """Measure ``nets`` and compare them with the table's predictions; return the record.
 
-    ``meter`` (see ``latency.measure``) defaults to the LUT's device profile on this host.
-
-    Raises UserError before measuring anything when a net needs a key the table lacks.
-    With ``fit`` the record's ``calibration`` is the new one (store it with :func:`apply_calibration`).
+    ``meter`` (see ``latency.measure``) defaults to the LUT's device profile on this host. Raises
+    UserError before measuring anything when a net needs a key the table lacks. The record's
+    warnings say when this is another device than the table's frame, or the reference has drifted.
     """
     t0 = time.perf_counter()
     pred = Predictor(lut)
@@ -216,47 +159,49 @@ def validate_networks(lut: LUT, nets: list[Net], reference: bytes, meter=None, *
     meter = meter or meter_for(lut)
     here = meter.info()
     rows, reps = measure_nets(nets, reference, meter, repeat_share, seed, progress)
-    ref_lut = reference_ms(lut)
-    _correct(rows, reps, ref_lut, drift)
-    samples = []
-    for n, f, p, r in zip(nets, feats, lut_pred, rows):
-        samples.append({"id": n.id, **n.info, "macs": n.macs, "params": n.params, "features": f,
-                        "table_sum_ms": f["sum"], "lut_predicted_ms": p.ms, "lut_low_ms": p.low,
-                        "lut_high_ms": p.high, **{k: r[k] for k in SAMPLE_FIELDS}})
+    _correct(rows, reps, drift)
+    samples = [{"id": n.id, **n.info, "macs": n.macs, "params": n.params, "features": f, "table_sum_ms": f["sum"],
+                "lut_predicted_ms": p.ms, "lut_low_ms": p.low, "lut_high_ms": p.high,
+                **{k: r[k] for k in SAMPLE_FIELDS}} for n, f, p, r in zip(nets, feats, lut_pred, rows)]
+    frame = F.frame_of(lut)
+    now = [r["ref_ms"] for r in sorted(rows + reps, key=lambda r: r["t"])]
     record = {"schema": SCHEMA, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "device": lut.device, "lut_space": lut.space, "lut_calibrated": pred.calibrated,
               "lut_calibration": pred.calibration.to_dict() if pred.calibration else None,
-              "lut_calibration_source": pred.calibration_source, "host": here, "seed": seed, "drift": drift,
-              "reference": {"lut_ms": ref_lut,
-                            "now_ms": [r["ref_ms"] for r in sorted(rows + reps, key=lambda r: r["t"])]},
+              "lut_calibration_source": pred.calibration_source, "frame": frame, "host": here, "seed": seed,
+              "drift": drift, "reference": {"frame_ms": frame.get("reference_ms"), "now_ms": now},
               "samples": samples, "repeats": [{k: r[k] for k in ("index",) + SAMPLE_FIELDS} for r in reps],
-              "warnings": provenance_warnings(lut, here), "calibration": None, "split": None}
-    if ref_lut is None:
-        record["warnings"].append("the table has no reference measurement: drift between its build and now "
-                                  "is not corrected")
-    else:
-        now = float(np.median(record["reference"]["now_ms"]))
-        if abs(now / ref_lut - 1) > REFERENCE_TOLERANCE:
-            record["warnings"].append(
-                f"the reference network runs in {now:.3f} ms here, {100 * (now / ref_lut - 1):+.0f}% off the "
-                f"table's {ref_lut:.3f} ms: another board, other settings, or a busy machine")
-    if fit:
-        fit_idx, hold_idx = split_fit_holdout([s["table_sum_ms"] for s in samples], fit_share, seed)
-        cal, _ = select_and_fit([samples[i]["features"] for i in fit_idx],
-                                [samples[i]["measured_ms"] for i in fit_idx], seed=seed)
-        cal.meta.update({"date": record["date"], "reference_ms": ref_lut, "drift": drift, "n_heldout": len(hold_idx),
-                         "reference_now_ms": float(np.median(record["reference"]["now_ms"]))})
-        record["split"] = {"fit": fit_idx, "heldout": hold_idx}
-        record["calibration"] = cal.to_dict()
+              "warnings": F.warnings(frame, here, float(np.median(now)), (lut.device or {}).get("backend", "onnxruntime")),
+              "calibration": None}
     record["seconds"] = time.perf_counter() - t0
     record["report"] = compute_report(record)
-    if fit:  # the stored calibration carries its own held-out figures
-        record["calibration"]["meta"]["heldout"] = record["report"]["headline"]
+    return record
+
+
+def calibrate_networks(lut: LUT, nets: list[Net], reference: bytes, meter=None, *, repeat_share: float = 0.2,
+                       seed: int = 0, drift: str = "none", progress: bool = True) -> dict:
+    """Measure ``nets`` as :func:`validate_networks` does, then select and fit a calibration on all of
+    them (cross-validated: its held-out figures are out-of-fold) in the frame of this device now.
+    The record's ``calibration`` is the new one (store it with :func:`apply_calibration`)."""
+    record = validate_networks(lut, nets, reference, meter, repeat_share=repeat_share, seed=seed, drift=drift,
+                               progress=progress)
+    t0 = time.perf_counter()
+    S = record["samples"]
+    cal, _ = select_and_fit([s["features"] for s in S], [s["measured_ms"] for s in S], seed=seed)
+    record["calibration"] = cal.to_dict()
+    record["report"] = compute_report(record)
+    frame = F.new_frame(lut.device or {}, record["host"], record["date"], float(np.median(record["reference"]["now_ms"])),
+                        len(S), record["report"]["headline"])
+    record["calibration"]["meta"].update({"frame": frame, "drift": drift})
+    # the warnings were about the old frame, which this calibration replaces: kept as the reason, not as a warning
+    record["previous_frame"], record["frame"] = record["frame"], frame
+    record["previous_warnings"], record["warnings"] = record["warnings"], []
+    record["seconds"] += time.perf_counter() - t0
     return record
 
 
 def compute_report(record: dict) -> dict:
-    """Every figure of a validation, from the record's samples alone (see the module docstring)."""
+    """Every figure of a validation or calibration, from the record's samples alone (module docstring)."""
     S = record["samples"]
     meas = [s["measured_ms"] for s in S]
     table = [s["table_sum_ms"] for s in S]
@@ -267,51 +212,50 @@ def compute_report(record: dict) -> dict:
     pairs = [(S[r["index"]]["measured_ms"], r["measured_ms"]) for r in record.get("repeats", [])]
     rep["noise"] = noise_floor(pairs)
     refs = record["reference"]["now_ms"]
-    rep["reference"] = {"lut_ms": record["reference"]["lut_ms"], "median_now_ms": float(np.median(refs)),
+    rep["reference"] = {"frame_ms": record["reference"].get("frame_ms"), "median_now_ms": float(np.median(refs)),
                         "min_now_ms": float(min(refs)), "max_now_ms": float(max(refs)),
                         "remeasured": sum(r.get("attempts", 1) > 1 for r in S + record.get("repeats", []))}
     ids = [s["id"] for s in S]
+    rep["headline_macs"] = rep["macs"]
     if record.get("calibration"):
         cal = Calibration.from_dict(record["calibration"])
-        fit_idx, hold = record["split"]["fit"], record["split"]["heldout"]
-        hm = [meas[i] for i in hold]
-        calp = [cal.predict(S[i]["features"]) for i in hold]
-        cand = {}
-        for name in CANDIDATES:  # each candidate fitted on the same fit part, judged on the held-out part
-            m = _fit_model(name, [S[i]["features"] for i in fit_idx], np.array([meas[i] for i in fit_idx]),
-                           record.get("seed", 0))
-            cand[name] = error_figures([m.predict(S[i]["features"]) for i in hold], hm)
-        rep["fit"] = {"model": cal.model, "n_fit": len(fit_idx), "n_heldout": len(hold),
-                      "cv": cal.meta.get("cv"), "heldout_candidates": cand,
-                      "heldout_table_sum": error_figures([table[i] for i in hold], hm)}
-        rep["headline_name"] = f"calibrated ({cal.model}), held-out"
-        rep["headline"] = error_figures(calp, hm)
-        rep["headline_macs"] = proxy_figures([S[i]["macs"] for i in hold], hm)
-        rep["worst"] = worst_cases([ids[i] for i in hold], calp, hm)
+        oof = out_of_fold(record)
+        k = min(5, len(S))
+        rep["fit"] = {"model": cal.model, "n": len(S), "folds": k,
+                      "candidates": {name: error_figures(p, meas) for name, p in oof.items()}}
+        rep["headline_name"] = f"calibrated ({cal.model}), out of fold ({k}-fold CV over {len(S)} archs)"
+        rep["headline"] = rep["fit"]["candidates"][cal.model]
+        rep["worst"] = worst_cases(ids, list(oof[cal.model]), meas)
     elif record.get("lut_calibrated"):
         rep["headline_name"] = "the table's calibrated prediction"
         rep["headline"] = rep["lut_prediction"]
-        rep["headline_macs"] = rep["macs"]
         rep["worst"] = worst_cases(ids, [s["lut_predicted_ms"] for s in S], meas)
     else:
         rep["headline_name"] = "table sum (no calibration)"
         rep["headline"] = rep["table_sum"]
-        rep["headline_macs"] = rep["macs"]
         rep["worst"] = worst_cases(ids, table, meas)
     return rep
 
 
-def headline_predictions(record: dict) -> tuple[list[float], list[float], list[float], list[bool]]:
-    """(predicted, measured, MACs, held-out flags) of every sample, as the headline figure predicts them."""
+def out_of_fold(record: dict) -> dict[str, np.ndarray]:
+    """Each candidate's out-of-fold predictions of the record's samples (as the calibration chose)."""
+    S = record["samples"]
+    feats, y = [s["features"] for s in S], np.array([s["measured_ms"] for s in S])
+    model = record["calibration"]["model"]
+    names = [c for c in CANDIDATES if c in (record["calibration"].get("meta", {}).get("cv") or {}) or c == model]
+    return {name: cross_validate(name, feats, y, k=min(5, len(S)), seed=record.get("seed", 0)) for name in names}
+
+
+def headline_predictions(record: dict) -> tuple[list[float], list[float], list[float]]:
+    """(predicted, measured, MACs) of every sample, as the headline figure predicts them (out of fold
+    for a calibration)."""
     S = record["samples"]
     meas = [s["measured_ms"] for s in S]
     macs = [s["macs"] for s in S]
     if record.get("calibration"):
-        cal = Calibration.from_dict(record["calibration"])
-        held = set(record["split"]["heldout"])
-        return [cal.predict(s["features"]) for s in S], meas, macs, [i in held for i in range(len(S))]
+        return list(out_of_fold(record)[record["calibration"]["model"]]), meas, macs
     key = "lut_predicted_ms" if record.get("lut_calibrated") else "table_sum_ms"
-    return [s[key] for s in S], meas, macs, [True] * len(S)
+    return [s[key] for s in S], meas, macs
 
 
 def apply_calibration(lut: LUT, record: dict) -> LUT:

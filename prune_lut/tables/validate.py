@@ -1,13 +1,17 @@
-"""`prune-lut validate` for a channel space: sample archs, export them, hand them to ``latency.validate``.
+"""`prune-lut validate` and `prune-lut calibrate` for a channel space: sample archs, export them,
+hand them to ``latency.validate``.
 
 ``latency/`` knows no families, so this is where a LUT's space becomes networks: the space is
 rebuilt from the LUT's description, archs are drawn over the whole predicted latency range
 (``sampling.stratified_archs``), each becomes ONNX bytes on demand, and the table's reference
 network (the space's full-width member, as every build measures it) is exported beside them.
+Each run writes its record (every sample, every figure's inputs) to a new file beside the table,
+named after the command and the time, so no run replaces another's.
 """
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import ParamError, UserError
@@ -20,6 +24,7 @@ from .networks import onnx_bytes
 from .sampling import SampledArch, stratified_archs
 
 log = logging.getLogger(__name__)
+CALIBRATE_SAMPLES = 30  # runs that adapted a shipped table to another machine (docs/BENCHMARKS.md, issue 15)
 
 
 def table_space(lut: LUT, source: str = "LUT") -> ChannelSpace:
@@ -34,11 +39,17 @@ def table_space(lut: LUT, source: str = "LUT") -> ChannelSpace:
     return space
 
 
-def default_record_path(lut_path: str | Path) -> Path:
-    """``<lut name without .json.gz>.validation.json`` beside the LUT."""
+def record_path_for(lut_path: str | Path, command: str) -> Path:
+    """``<lut name>.<command>-<UTC time>.json`` beside the table: a new file for every run."""
     p = Path(lut_path)
     name = p.name[: -len(".json.gz")] if p.name.endswith(".json.gz") else p.stem
-    return p.with_name(name + ".validation.json")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = p.with_name(f"{name}.{command}-{stamp}.json")
+    i = 2
+    while out.exists():  # two runs within one second
+        out = p.with_name(f"{name}.{command}-{stamp}-{i}.json")
+        i += 1
+    return out
 
 
 def validation_nets(space: ChannelSpace, sampled: list[SampledArch]) -> list[V.Net]:
@@ -49,41 +60,60 @@ def validation_nets(space: ChannelSpace, sampled: list[SampledArch]) -> list[V.N
             for i, s in enumerate(sampled)]
 
 
-def validate_table(lut_path: str | Path, samples: int = 50, seed: int = 0, fit: bool = False, host: str | None = None,
-                   fit_share: float = 0.5, repeat_share: float = 0.2, record_path: str | Path | None = None,
-                   drift: str = "global", progress: bool = True) -> dict:
-    """Validate the table at ``lut_path`` on its device; with ``fit`` store the calibration in it.
-
-    Returns the record (also written to ``record_path``, default beside the LUT).
-    """
-    if samples < 3:
-        raise ParamError("samples", f"must be at least 3 (got {samples}); 50 gives stable figures")
-    if fit and samples < 12:
-        raise ParamError("samples", f"must be at least 12 to fit a calibration (half to fit, half held out), got {samples}")
-    if not 0 <= repeat_share <= 1 or not 0 < fit_share < 1:
-        raise ParamError("repeat_share" if not 0 <= repeat_share <= 1 else "fit_share",
-                         "must lie in [0, 1]" if not 0 <= repeat_share <= 1 else "must lie in (0, 1)")
+def _prepare(lut_path, samples: int, seed: int, repeat_share: float, minimum: int):
+    if samples < minimum:
+        raise ParamError("samples", f"must be at least {minimum}, got {samples}")
+    if not 0 <= repeat_share <= 1:
+        raise ParamError("repeat_share", f"must lie in [0, 1], got {repeat_share}")
     lut = LUT.load(lut_path)
     space = table_space(lut, str(lut_path))
     multiple = int((lut.device or {}).get("multiple") or 1)
-    table = Predictor(lut)
-    sampled = stratified_archs(space, samples, table.table_sum, seed=seed, multiple=multiple)
-    nets = validation_nets(space, sampled)
-    reference = onnx_bytes(space, space.full())
-    record = V.validate_networks(lut, nets, reference, V.meter_for(lut, host), fit=fit, fit_share=fit_share,
-                                 repeat_share=repeat_share, seed=seed, drift=drift, progress=progress)
-    record["lut"] = str(lut_path)
-    if fit:
-        LUT.save(V.apply_calibration(lut, record), lut_path)
-    out = Path(record_path) if record_path else default_record_path(lut_path)
+    sampled = stratified_archs(space, samples, Predictor(lut).table_sum, seed=seed, multiple=multiple)
+    return lut, validation_nets(space, sampled), onnx_bytes(space, space.full())
+
+
+def validate_table(lut_path: str | Path, samples: int = 50, seed: int = 0, host: str | None = None,
+                   repeat_share: float = 0.2, record_path: str | Path | None = None, drift: str = "none",
+                   progress: bool = True) -> dict:
+    """Measure ``samples`` archs on the table's device now and compare with its predictions.
+
+    Returns the record (also written to ``record_path``, default a new file beside the LUT)."""
+    lut, nets, reference = _prepare(lut_path, samples, seed, repeat_share, 3)
+    record = V.validate_networks(lut, nets, reference, V.meter_for(lut, host), repeat_share=repeat_share,
+                                 seed=seed, drift=drift, progress=progress)
+    return _written(record, lut_path, record_path, "validate")
+
+
+def calibrate_table(lut_path: str | Path, samples: int = CALIBRATE_SAMPLES, seed: int = 0, host: str | None = None,
+                    repeat_share: float = 0.2, record_path: str | Path | None = None, out: str | Path | None = None,
+                    drift: str = "none", progress: bool = True) -> dict:
+    """Measure ``samples`` archs on the table's device now, fit the calibration that generalizes best
+    (cross-validated), and store it with its frame in the table (``out``: a calibrated copy instead).
+
+    Returns the record (also written to ``record_path``, default a new file beside the LUT)."""
+    lut, nets, reference = _prepare(lut_path, samples, seed, repeat_share, 5)
+    record = V.calibrate_networks(lut, nets, reference, V.meter_for(lut, host), repeat_share=repeat_share,
+                                  seed=seed, drift=drift, progress=progress)
+    target = Path(out) if out else Path(lut_path)
+    LUT.save(V.apply_calibration(lut, record), target)
+    record["lut"], record["calibrated_lut"] = str(lut_path), str(target)
+    return _written(record, target, record_path, "calibrate")
+
+
+def _written(record: dict, lut_path, record_path, command: str) -> dict:
+    record.setdefault("lut", str(lut_path))
+    out = Path(record_path) if record_path else record_path_for(lut_path, command)
     write_json(out, record)
     record["record_path"] = str(out)
     return record
 
 
 def load_record(path: str | Path) -> dict:
-    """A validation record, its report recomputed from its samples."""
+    """A validation or calibration record, its report recomputed from its samples."""
     rec = read_json(path)
+    if isinstance(rec, dict) and rec.get("schema") == "prune-lut.validation/1":
+        raise UserError(f"{path}: a record of prune-lut 0.1 (schema prune-lut.validation/1), whose measurements "
+                        "were scaled into the build's time; measure again with `prune-lut validate`")
     if not isinstance(rec, dict) or rec.get("schema") != V.SCHEMA:
         raise UserError(f"{path}: not a validation record (schema {V.SCHEMA}); write one with `prune-lut validate`")
     try:

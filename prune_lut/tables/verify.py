@@ -9,20 +9,19 @@ with the profile stored in that device's table, here, or over SSH on a board (``
 profile's ``host``).
 The winner is the first arch in search order whose measured latency meets every budget.
 The table's reference network is then measured beside the best arch, as validation measures it: how
-far it runs from the time the predictions are anchored to (the build, or a ``validate --fit --drift
-none``) tells a device that has drifted since apart from an arch the table mispredicts.
+far it runs from its time in the table's frame (``latency/frame.py``: the device as it ran when the
+table was last calibrated) tells a device that has drifted since, or another device, apart from an
+arch the table mispredicts.
 """
 from __future__ import annotations
 
 from ..devices import Device
 from ..errors import ParamError, UserError
 from ..latency.measure import get_meter, measure_beside, measure_many
-from ..latency.validate import REFERENCE_TOLERANCE, reference_drift
+from ..latency.frame import drift, frame_of
+from ..latency.frame import warnings as frame_warnings
 from ..pruning.space import ChannelSpace
 from .networks import onnx_bytes
-
-HARDWARE = ("cpu", "gpu")  # provenance fields that must match for a measurement here to verify the table
-
 
 def first_meeting(measured: list[dict[str, float]], budgets: dict[str, float]) -> int | None:
     """Index of the first arch whose measured latency meets every budget (search order), or None."""
@@ -30,31 +29,31 @@ def first_meeting(measured: list[dict[str, float]], budgets: dict[str, float]) -
 
 
 def budget_meters(budgets: list, host: tuple[str, ...] | str | None = None) -> dict[str, tuple]:
-    """(device profile, meter, the table's hardware, the table) per budget device, from the profiles stored in the
-    tables of ``budgets`` (the search's :class:`~.search.LatencyBudget` s, tables already loaded).
+    """(device profile, meter, the table) per budget device, from the profiles stored in the tables of
+    ``budgets`` (the search's :class:`~prune_lut.pruning.search.LatencyBudget` s, tables already loaded).
 
-    ``host`` (ssh destinations of identical boards) measures the one budget device that lives on
-    another board. Raises one clear line where a device cannot be measured, so a search asked to
-    verify fails before it starts, not after.
+    ``host`` (ssh destinations of identical boards) is where the one budget's device is measured, or,
+    with several budgets, the one budget whose device is another board. Raises one clear line where a
+    device cannot be measured, so a search asked to verify fails before it starts, not after.
     """
-    devs, hw, luts = {}, {}, {}
+    devs, luts = {}, {}
     for b in budgets:
         lut = luts[b.device] = b.predictor.lut
         if not lut.device:
             raise UserError(f"{b.lut_path}: the table names no device profile, so its device cannot be measured")
         devs[b.device] = Device.from_dict(lut.device)
-        hw[b.device] = {k: (lut.provenance or {}).get(k) for k in HARDWARE}
     boards = [n for n, d in devs.items() if d.remote_only and not d.host]
-    if host and len(boards) > 1:
-        raise UserError(f"--host names one kind of board, but {len(boards)} budgets are on other boards "
-                        f"({', '.join(boards)}); verify them one device per search")
+    if host and len(devs) > 1 and len(boards) != 1:
+        raise UserError(f"--host names one board, but {len(devs)} budgets are on {len(boards)} other boards "
+                        f"({', '.join(boards) or 'none: every device is this host'}); verify them one device per search")
+    remote = boards if len(devs) > 1 or not host else list(devs)
     out = {}
     for name, dev in devs.items():
         if name in boards and not host:
             raise UserError(f"--verify measures on each budget's device, and {name!r} is another board "
                             f"({dev.description or dev.backend}); add --host USER@BOARD, or search without --verify")
         try:
-            out[name] = (dev, get_meter(dev, host if name in boards else None), hw[name], luts[name])
+            out[name] = (dev, get_meter(dev, host if name in remote else None), luts[name])
         except UserError as e:
             raise UserError(f"--verify measures on each budget's device: {e}") from None
     return out
@@ -70,26 +69,18 @@ def verify_result(result: dict, space: ChannelSpace, k: int, meters: dict) -> di
     models = [onnx_bytes(space, a) for a in archs]
     measured = [{} for _ in archs]
     spreads = [{} for _ in archs]
-    warnings, where, reference = [], {}, {}
-    for name, (dev, meter, table_hw, lut) in meters.items():
+    warnings, measured_on, reference = [], {}, {}
+    for name, (dev, meter, lut) in meters.items():
         try:
             here = meter.info()
-            where[name] = {"host": here.get("ssh_host") or here.get("host"), "cpu": here.get("cpu"),
-                           "gpu": here.get("gpu"), "threads": dev.threads}
-            other = {k: (v, here.get(k)) for k, v in table_hw.items() if v and here.get(k) and v != here.get(k)}
-            if other:
-                warnings.append(f"{name}: the table was measured on " + ", ".join(
-                    f"{k} {a!r}" for k, (a, _) in other.items()) + " and verification ran on " + ", ".join(
-                    f"{k} {b!r}" for k, (_, b) in other.items()) + ": the measured times are that hardware's")
+            measured_on[name] = {"host": here.get("ssh_host") or here.get("host"), "cpu": here.get("cpu"),
+                                 "gpu": here.get("gpu"), "threads": dev.threads}
             for i, m in enumerate(measure_many(dev, models, meter=meter)):
                 measured[i][name], spreads[i][name] = m.median_ms, m.spread_ms
-            ref = onnx_bytes(space, space.full())
-            r = reference[name] = reference_drift(lut, measure_beside(dev, ref, models[0], meter=meter).median_ms)
-            if r["anchor_ms"] and abs(r["drift_pct"]) > 100 * REFERENCE_TOLERANCE:
-                warnings.append(f"{name}: the table's reference network ran {r['drift_pct']:+.0f}% off the time its "
-                                f"predictions are anchored to ({r['measured_ms']:.4g} vs {r['anchor_ms']:.4g} ms), "
-                                "and the predictions may be off by as much; `prune-lut validate --fit --drift none` "
-                                "re-anchors the table to the device as it runs now")
+            ref_ms = measure_beside(dev, onnx_bytes(space, space.full()), models[0], meter=meter).median_ms
+            frame = frame_of(lut)
+            reference[name] = drift(frame, ref_ms)
+            warnings += [f"{name}: {w}" for w in frame_warnings(frame, here, ref_ms, dev.backend)]
         finally:
             if hasattr(meter, "close"):  # ssh connections to boards
                 meter.close()
@@ -101,7 +92,7 @@ def verify_result(result: dict, space: ChannelSpace, k: int, meters: dict) -> di
 
     rows = [{"rank": e["rank"], "accuracy": e["accuracy"], **row(e, i)} for i, e in enumerate(entries)]
     pick = first_meeting(measured[:len(entries)], budgets)
-    return {"k": len(entries), "archs": rows, "measured_on": where, "reference": reference, "warnings": warnings,
+    return {"k": len(entries), "archs": rows, "measured_on": measured_on, "reference": reference, "warnings": warnings,
             "uniform": {"ratio": base["ratio"], **row(base, len(entries))} if base else None,
             "winner_rank": None if pick is None else entries[pick]["rank"]}
 

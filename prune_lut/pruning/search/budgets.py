@@ -1,5 +1,6 @@
 """Search budgets: one latency limit per device's lookup table, an optional MACs limit, and the
-uniform-width baseline that meets them."""
+uniform-width baseline that meets them. A budget is in the milliseconds of its table's frame
+(``latency/frame.py``): the device the table was last calibrated on, as it ran then."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ...errors import ParamError, UserError
+from ...latency.frame import frame_of
 from ...latency.lutfile import LUT
 from ...latency.predictor import Predictor
 from ..space import ChannelSpace
@@ -27,7 +29,7 @@ class LatencyBudget:
         lut = self.predictor.lut
         return {"device": self.device, "lut": str(self.lut_path), "latency_ms": self.ms,
                 "calibrated": self.predictor.calibrated, "lut_space_hash": lut.space_hash,
-                "lut_date": (lut.provenance or {}).get("date")}
+                "lut_date": (lut.provenance or {}).get("date"), "frame": frame_of(lut)}
 
 
 def load_budgets(space: ChannelSpace, luts: Sequence[str], latency_ms: Sequence[float]) -> list[LatencyBudget]:
