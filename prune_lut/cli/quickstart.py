@@ -21,18 +21,21 @@ from .options import echo_json
               help="Archs measured end to end to calibrate the table to this machine.")
 @click.option("--verify", type=int, default=5, show_default=True,
               help="Best archs of the search measured here; the winner is the most accurate that meets the budget.")
+@click.option("--retrain-epochs", type=int, default=15, show_default=True,
+              help="From-scratch epochs of the winner, the uniform arch and the full net (0: skip).")
 @click.option("--build-lut", is_flag=True, help="Build the table on this CPU even when one ships.")
 @click.option("--lut-minutes", type=float, help="With --build-lut: time budget for the build.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary JSON.")
 def quickstart(out, data_spec, budget_share, epochs, train_per_class, population, generations, calibrate_samples,
-               verify, build_lut, lut_minutes, seed, as_json):
+               verify, retrain_epochs, build_lut, lut_minutes, seed, as_json):
     """The whole loop on this CPU in minutes: table, calibration, PruningNet, search, export, measurement."""
     from ..quickstart import QuickstartOptions, run_quickstart
 
     opt = QuickstartOptions(out=out, data=data_spec, budget_share=budget_share, epochs=epochs,
                             train_per_class=train_per_class, population=population, generations=generations,
-                            calibrate_samples=calibrate_samples, verify=verify, build_lut=build_lut,
+                            calibrate_samples=calibrate_samples, verify=verify, retrain_epochs=retrain_epochs,
+                            build_lut=build_lut,
                             lut_minutes=lut_minutes, seed=seed)
     summary = run_quickstart(opt, say=(lambda m: click.echo(m, err=True)) if as_json else click.echo)
     if as_json:
