@@ -49,7 +49,7 @@ def _report(res, as_json: bool) -> None:
 @click.option("--random-archs", type=click.IntRange(0, 16), default=None,
               help="With --rule sandwich: random archs per step beside the widest and smallest (default 2).")
 @click.option("--distill/--no-distill", default=None,
-              help="With --rule sandwich: pruned archs learn from the widest's soft predictions (default: on).")
+              help="With --rule sandwich: pruned archs learn from the widest's soft predictions (default: off).")
 @click.option("--val-archs", type=click.Choice(["full", "full+smallest", "none"]), default="full", show_default=True,
               help="Generated networks scored on sub-val after each epoch (after BatchNorm recalibration).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda")
@@ -59,7 +59,7 @@ def train(family, data_spec, resolution, small_input, multiple, val_per_class, t
           weight_decay, hidden, seed, out, resume, lut_path, latency_range, macs_range, rule, random_archs, distill,
           val_archs, device, no_progress, as_json):
     """Meta-train a PruningNet for FAMILY on --data (by default the widest, the smallest and two random
-    coding vectors per step, the pruned ones distilled from the widest); resumable.
+    coding vectors per step, gradients accumulated); resumable.
 
     Multi-process: `torchrun --nproc-per-node N -m prune_lut.cli train ...`."""
     from ..pruning import train as tr

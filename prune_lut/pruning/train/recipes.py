@@ -20,7 +20,7 @@ from .sampler import ArchSampler
 
 # The archs each PruningNet step trains (ArchSampler) and whether the pruned ones learn from the
 # widest's predictions: chosen A/B in docs/BENCHMARKS.md ("PruningNet training rules").
-TRAINING_RULE = {"rule": "sandwich", "random_archs": 2, "distill": True}
+TRAINING_RULE = {"rule": "sandwich", "random_archs": 2, "distill": False}
 RECAL_BATCHES = 20  # BatchNorm recalibration batches before each epoch's validation of a generated network
 
 
