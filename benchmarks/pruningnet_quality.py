@@ -30,14 +30,19 @@ from scipy.stats import kendalltau, spearmanr
 sys.path.insert(0, str(Path(__file__).parent))
 from train_fmnist_rank import spread_archs  # noqa: E402
 
+from prune_lut.files import read_json, write_json  # noqa: E402
 from prune_lut.latency.lutfile import LUT  # noqa: E402
 from prune_lut.latency.predictor import Predictor  # noqa: E402
-from prune_lut.files import read_json, write_json  # noqa: E402
 from prune_lut.pruning.data import load_data  # noqa: E402
 from prune_lut.pruning.evolution import Evolution, EvolutionConfig  # noqa: E402
-from prune_lut.pruning.space import ChannelSpace, get_space  # noqa: E402
 from prune_lut.pruning.scoring import GeneratedNets  # noqa: E402
-from prune_lut.pruning.train import RECAL_BATCHES, load_checkpoint, train_plain, train_pruningnet  # noqa: E402
+from prune_lut.pruning.space import ChannelSpace, get_space  # noqa: E402
+from prune_lut.pruning.train import (  # noqa: E402
+    RECAL_BATCHES,
+    load_checkpoint,
+    train_plain,
+    train_pruningnet,
+)
 
 
 def equal_latency_archs(space: ChannelSpace, predict, target_ms: float, n: int, seed: int,

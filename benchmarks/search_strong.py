@@ -39,7 +39,12 @@ from prune_lut.latency.predictor import Predictor
 from prune_lut.pruning.data import load_data
 from prune_lut.pruning.evolution import Evolution, EvolutionConfig
 from prune_lut.pruning.scoring import GeneratedNets
-from prune_lut.pruning.search import Constraints, LatencyBudget, load_result, search_checkpoint
+from prune_lut.pruning.search import (
+    Constraints,
+    LatencyBudget,
+    load_result,
+    search_checkpoint,
+)
 from prune_lut.pruning.search.fitness import PruningNetFitness
 from prune_lut.pruning.space import get_space
 from prune_lut.pruning.train import load_checkpoint, train_plain, train_pruningnet
