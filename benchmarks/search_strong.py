@@ -107,6 +107,7 @@ def main() -> None:
     ap.add_argument("--verify", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--search-only", action="store_true", help="stop before measuring and retraining")
+    ap.add_argument("--measure-only", action="store_true", help="stop before retraining (measure on a quiet machine)")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -168,8 +169,9 @@ def main() -> None:
                       "search_uniform_baseline": res["uniform_baseline"] and {
                           k: res["uniform_baseline"][k] for k in ("ratio", "accuracy")}})
             write_json(rep_path, report)
-        fitness_of = {"searched": b["winner"]["accuracy"], "random": b["control"]["accuracy"]}
-        b["fitness"] = fitness_of
+        if a.measure_only:
+            continue
+        b["fitness"] = {"searched": b["winner"]["accuracy"], "random": b["control"]["accuracy"]}
         for name, genes in (("searched", b["winner"]["genes"]), ("uniform", b["uniform"]["genes"]),
                             ("random", b["control"]["genes"])):
             for seed in range(a.seeds):
@@ -183,7 +185,7 @@ def main() -> None:
         b["summary"] = summarize(b["runs"], ["searched", "uniform", "random"], a.seeds)
         write_json(rep_path, report)
         print(spec, json.dumps(b["summary"]), flush=True)
-    if not a.search_only:
+    if not (a.search_only or a.measure_only):
         runs = report.setdefault("full_runs", {})
         for seed in range(a.full_seeds):
             if f"full-s{seed}" not in runs:
