@@ -226,3 +226,15 @@ def test_cli_resume_in_a_fresh_process(tmp_path, command):
                             *more], capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-2000:]
     assert load_checkpoint(out).epoch == 2
+
+
+def test_shared_batchnorm_is_recorded_and_resumed(tiny, tmp_path):
+    space, data = tiny
+    out = tmp_path / "s.pt"
+    train_pruningnet(space, data, out=out, epochs=2, stop_after=1, batch_size=20, hidden=2, bn="shared", progress=False)
+    ck = load_checkpoint(out)
+    assert ck.header["config"]["bn"] == "shared" and ck.pruningnet.bn == "shared"
+    r = train_pruningnet(space, data, out=out, epochs=2, batch_size=20, resume=True, progress=False)
+    assert r.header["epoch"] == 2 and load_checkpoint(out).pruningnet.bn == "shared"
+    with pytest.raises(UserError, match="bn shared, not choice"):
+        train_pruningnet(space, data, out=out, epochs=3, batch_size=20, resume=True, bn="choice", progress=False)
