@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 # The quickstart space: small-input MobileNetV2 for 8x8 gray images, 10 classes, widths in 8s (the cpu device's multiple).
 SPACE = dict(family="mobilenet_v2", resolution=8, num_classes=10, in_channels=1, small_input=True, multiple=8)
 DATA = ("digits", "fashion-mnist")
+# PruningNet epochs on digits: each sandwich step trains four archs (docs/BENCHMARKS.md, quickstart)
+DIGITS_EPOCHS = 6
 
 
 def quickstart_space() -> ChannelSpace:
@@ -65,7 +67,7 @@ class QuickstartOptions:
     data: str = "digits"
     device: str = "cpu"
     budget_share: float = 0.5  # of the full network's predicted latency
-    epochs: int | None = None  # None: 20 epochs on digits, train's default on Fashion-MNIST
+    epochs: int | None = None  # None: DIGITS_EPOCHS on digits, train's default on Fashion-MNIST
     train_per_class: int | None = None  # None: all of digits; 600 per class of Fashion-MNIST
     population: int = 50
     generations: int = 20
@@ -158,7 +160,7 @@ class Quickstart:
         opt, say = self.opt, self.say
         digits = opt.data == "digits"
         per_class = opt.train_per_class if opt.train_per_class is not None else (None if digits else 600)
-        epochs = opt.epochs or (20 if digits else DEFAULTS["epochs"])
+        epochs = opt.epochs or (DIGITS_EPOCHS if digits else DEFAULTS["epochs"])
         ck = load_checkpoint(self.ckpt) if self.ckpt.exists() else None
         data = data_for(opt.data, ck, resolution=self.space.resolution, seed=opt.seed, train_per_class=per_class)
         if ck is not None and ck.epoch >= epochs:
