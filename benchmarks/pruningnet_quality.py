@@ -17,6 +17,7 @@ Commands (each resumes; every checkpoint and results file stays under --out):
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import platform
 import statistics
@@ -87,21 +88,23 @@ def scratch(a) -> None:
     """Every arch of both sets trained from scratch (equal epochs), plus the full-width plain net."""
     data, space, predict, archs, meta = setup(a)
     out = Path(a.out)
-    res = load(out / "scratch.json")
+    results = out / a.results  # two processes (one per core) write two files: see --keys
+    res = load(results)
     res.update(meta)
     opts = dict(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, resume=True, progress=False, holdout=True)
-    jobs = [("full", 0, space.full(), 0)] + [("spread", i, x, 0) for i, x in enumerate(archs["spread"])]
-    jobs += [("equal", i, x, s) for s in (0, 1) for i, x in enumerate(archs["equal"])]
+    # the equal-latency set first: the ranking the search relies on
+    jobs = [("full", 0, space.full(), 0)] + [("equal", i, x, s) for s in (0, 1) for i, x in enumerate(archs["equal"])]
+    jobs += [("spread", i, x, 0) for i, x in enumerate(archs["spread"])]
     for kind, i, arch, seed in jobs:
         key = f"{kind}-{i:02d}-s{seed}"
-        if key in res.get("runs", {}):
+        if key in res.get("runs", {}) or not any(fnmatch.fnmatch(key, k) for k in a.keys.split(",")):
             continue
         t = time.time()
         r = train_plain(space, arch, data, seed=seed, out=out / "scratch" / f"{key}.pt", **opts)
         res.setdefault("runs", {})[key] = {"genes": arch, "macs": space.macs(arch), "params": space.params(arch),
                                            "predicted_ms": predict(arch), "test": r.test_acc,
                                            "val": r.history[-1].get("val_acc"), "seconds": round(time.time() - t, 1)}
-        write_json(out / "scratch.json", res)
+        write_json(results, res)
         print(f"{key}: {space.macs(arch) / 1e6:.2f} M MACs, {predict(arch):.4f} ms, test {r.test_acc:.4f}", flush=True)
 
 
@@ -130,7 +133,7 @@ def variant(a) -> None:
             res.setdefault("scores", {})[key] = {
                 "val": nets.accuracy(arch, "val"), "test": nets.accuracy(arch, "test")}
         write_json(out / "scores.json", res)
-    print(json.dumps(figures(load(Path(a.out) / "scratch.json"), res), indent=1))
+    print(json.dumps(figures(load_scratch(Path(a.out)), res), indent=1))
 
 
 def _corr(x, y) -> dict:
@@ -166,8 +169,19 @@ def figures(scr: dict, var: dict) -> dict:
     return out
 
 
+def load_scratch(out: Path) -> dict:
+    """Every scratch results file under ``out`` (``scratch*.json``), their runs joined."""
+    scr: dict = {}
+    for p in sorted(out.glob("scratch*.json")):
+        r = load(p)
+        runs = {**scr.get("runs", {}), **r.get("runs", {})}
+        scr.update(r)
+        scr["runs"] = runs
+    return scr
+
+
 def report(a) -> None:
-    scr = load(Path(a.out) / "scratch.json")
+    scr = load_scratch(Path(a.out))
     rows = [figures(scr, load(p)) for p in sorted((Path(a.out) / "variants").glob("*/scores.json"))]
     print(json.dumps(rows, indent=1))
 
@@ -189,6 +203,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keys", default="*", help="scratch: comma-separated patterns of the runs to train "
+                    "(e.g. 'equal-*-s1' in a second process)")
+    ap.add_argument("--results", default="scratch.json", help="scratch: results file under --out")
     ap.add_argument("--name", help="variant: its folder under OUT/variants")
     ap.add_argument("--rule", help="variant: train's --rule")
     ap.add_argument("--random-archs", type=int)
