@@ -240,7 +240,7 @@ CHECKPOINT_DAMAGE = [
     (header(lambda h: h["space"].update(multiple=0)), "space.multiple: expected a number >= 1, found 0"),
     (header(lambda h: h.update(format="other")), "format 'other' found"),
     (lambda s: s.pop("split"), "split: expected the data split"),
-    (lambda s: s["split"].update(train=s["split"]["train"].float()), "split.train: expected a 1-D int64 tensor"),
+    (lambda s: s["split"].update(train=s["split"]["train"].float()), "split.train: expected a non-empty 1-D int64 tensor"),
     (lambda s: s.update(rng=torch.zeros(3)), "rng: expected the state of torch's random generator"),
     (lambda s: s["optimizer"].pop("param_groups"), "optimizer: expected an SGD state dict"),
     (lambda s: s["optimizer"]["param_groups"][0]["params"].pop(), "its optimizer state does not fit its network"),
