@@ -30,14 +30,19 @@ from scipy.stats import kendalltau, spearmanr
 sys.path.insert(0, str(Path(__file__).parent))
 from train_fmnist_rank import spread_archs  # noqa: E402
 
+from prune_lut.files import read_json, write_json  # noqa: E402
 from prune_lut.latency.lutfile import LUT  # noqa: E402
 from prune_lut.latency.predictor import Predictor  # noqa: E402
-from prune_lut.files import read_json, write_json  # noqa: E402
 from prune_lut.pruning.data import load_data  # noqa: E402
 from prune_lut.pruning.evolution import Evolution, EvolutionConfig  # noqa: E402
-from prune_lut.pruning.space import ChannelSpace, get_space  # noqa: E402
 from prune_lut.pruning.scoring import GeneratedNets  # noqa: E402
-from prune_lut.pruning.train import RECAL_BATCHES, load_checkpoint, train_plain, train_pruningnet  # noqa: E402
+from prune_lut.pruning.space import ChannelSpace, get_space  # noqa: E402
+from prune_lut.pruning.train import (  # noqa: E402
+    RECAL_BATCHES,
+    load_checkpoint,
+    train_plain,
+    train_pruningnet,
+)
 
 
 def equal_latency_archs(space: ChannelSpace, predict, target_ms: float, n: int, seed: int,
@@ -107,9 +112,9 @@ def variant(a) -> None:
     out.mkdir(parents=True, exist_ok=True)
     t = time.time()
     ck_path = out / "pruningnet.pt"
-    train_pruningnet(space, data, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, out=ck_path,
-                     resume=True, progress=False, rule=a.rule, random_archs=a.random_archs,
-                     distill=None if a.distill is None else bool(a.distill), score_archs="none")
+    train_pruningnet(space, data, epochs=a.pn_epochs or a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
+                     out=ck_path, resume=True, progress=False, rule=a.rule, random_archs=a.random_archs,
+                     distill=None if a.distill is None else bool(a.distill), bn=a.bn, score_archs="none")
     res = load(out / "scores.json")
     res.update({**meta, "name": a.name, "command": " ".join(sys.argv)})
     res.setdefault("train_s", round(time.time() - t, 1))
@@ -180,6 +185,7 @@ def main() -> None:
     ap.add_argument("--archs", type=int, default=20)
     ap.add_argument("--budget-x", type=float, default=2.0, help="equal-latency target: x the smallest arch's")
     ap.add_argument("--epochs", type=int, default=10, help="PruningNet and scratch epochs (equal)")
+    ap.add_argument("--pn-epochs", type=int, help="variant: PruningNet epochs (default --epochs; more: a longer schedule)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
@@ -187,6 +193,7 @@ def main() -> None:
     ap.add_argument("--rule", help="variant: train's --rule")
     ap.add_argument("--random-archs", type=int)
     ap.add_argument("--distill", type=int, choices=(0, 1))
+    ap.add_argument("--bn", choices=("choice", "shared"))
     a = ap.parse_args()
     {"scratch": scratch, "variant": variant, "report": report}[a.command](a)
 

@@ -2,7 +2,9 @@
 
 A step = forward, backward and SGD update (momentum, weight decay), on real images. The PruningNet
 is timed at the full-width arch (same convolutions as the plain net: the ratio is the generator's
-overhead) and at random archs (what training really runs). Median of --steps steps after warm-up.
+overhead), at random archs, and with the sandwich rule training uses (the widest, the smallest and
+two random archs in one step, their kernels generated together: timed per arch trained). Median of
+--steps steps after warm-up.
 
     flock /tmp/prune-lut-cpu.lock python benchmarks/train_step_time.py
 """
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 from prune_lut.pruning.data import load_data
 from prune_lut.pruning.net import build_net
 from prune_lut.pruning.pruningnet import PruningNet
-from prune_lut.pruning.train import make_sgd, plain_param_groups, space_for_data
+from prune_lut.pruning.train import ArchSampler, make_sgd, plain_param_groups, space_for_data
 
 
 class Stepper:
@@ -33,7 +35,9 @@ class Stepper:
 
     def __call__(self) -> float:
         t = time.perf_counter()
-        loss = F.cross_entropy(self.forward(self.i), self.y, label_smoothing=0.1)
+        out = self.forward(self.i)
+        outs = out if isinstance(out, list) else [out]
+        loss = sum(F.cross_entropy(z, self.y, label_smoothing=0.1) for z in outs)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -70,10 +74,15 @@ def main() -> None:
     plain = build_net(sp, full)
     pn = PruningNet(sp, hidden=a.hidden)
     archs = [sp.random(random.Random(i)) for i in range(a.steps + 2)]
+    sandwich = ArchSampler(sp, 0, rule="sandwich", random_archs=2)
+    per_step = len(sandwich.step_archs(0))
     t = interleaved({"plain": Stepper(plain, lambda i: plain(x), plain_param_groups(plain, 5e-4), x, y),
                      "full": Stepper(pn, lambda i: pn(x, full), pn.param_groups(5e-4), x, y),
-                     "rand": Stepper(pn, lambda i: pn(x, archs[i]), pn.param_groups(5e-4), x, y)}, a.steps)
+                     "rand": Stepper(pn, lambda i: pn(x, archs[i]), pn.param_groups(5e-4), x, y),
+                     "sandwich": Stepper(pn, lambda i: pn(x, sandwich.step_archs(i)), pn.param_groups(5e-4), x, y)},
+                    a.steps)
     t_plain, t_full, t_rand = t["plain"], t["full"], t["rand"]
+    t_sw = [v / per_step for v in t["sandwich"]]
     m = statistics.median
     res = {"family": a.family, "data": a.data, "resolution": sp.resolution, "batch_size": len(y), "hidden": a.hidden,
            "pruningnet_params_M": round(sum(p.numel() for p in pn.parameters()) / 1e6, 2),
@@ -81,6 +90,8 @@ def main() -> None:
            "plain_full_step_s": round(m(t_plain), 4), "pruningnet_full_step_s": round(m(t_full), 4),
            "pruningnet_random_step_s": round(m(t_rand), 4),
            "ratio_full": round(m(t_full) / m(t_plain), 3), "ratio_random": round(m(t_rand) / m(t_plain), 3),
+           "pruningnet_sandwich_step_per_arch_s": round(m(t_sw), 4), "archs_per_sandwich_step": per_step,
+           "ratio_sandwich_per_arch": round(m(t_sw) / m(t_plain), 3),
            "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     print(json.dumps(res))
 

@@ -11,7 +11,10 @@
    this CPU (``search --verify``): the winner is the most accurate of those archs whose *measured*
    latency meets the budget (a search against a table favours the archs it under-predicts);
 5. export the winner, the baseline and the full network to ONNX (PruningNet weights, BN
-   recalibrated) and report predicted vs measured latency and accuracy (``summary.json``).
+   recalibrated) and score them with those weights;
+6. retrain the three from scratch for a few epochs (the paper retrains its winner; the PruningNet's
+   weights only rank archs) and report predicted vs measured latency and both accuracies
+   (``summary.json``: ``test_accuracy`` with the PruningNet's weights, ``retrained_test_accuracy``).
 
 Every stage reuses its output when it is already in the folder, so an interrupted quickstart
 continues where it stopped (training resumes from its last epoch, the search from its last generation).
@@ -40,7 +43,7 @@ from .pruning.export import save_onnx
 from .pruning.scoring import GeneratedNets
 from .pruning.search import load_result, plot_result, search_checkpoint, state_path
 from .pruning.space import ChannelSpace, get_space
-from .pruning.train import DEFAULTS, data_for, load_checkpoint, train_pruningnet
+from .pruning.train import DEFAULTS, data_for, load_checkpoint, train_plain, train_pruningnet
 from .tables.build import build_space_table
 from .tables.validate import calibrate_table, load_record
 from .tables.verify import Verifier
@@ -50,6 +53,8 @@ log = logging.getLogger(__name__)
 # The quickstart space: small-input MobileNetV2 for 8x8 gray images, 10 classes, widths in 8s (the cpu device's multiple).
 SPACE = dict(family="mobilenet_v2", resolution=8, num_classes=10, in_channels=1, small_input=True, multiple=8)
 DATA = ("digits", "fashion-mnist")
+# PruningNet epochs on digits: each sandwich step trains four archs (docs/BENCHMARKS.md, quickstart)
+DIGITS_EPOCHS = 6
 
 
 def quickstart_space() -> ChannelSpace:
@@ -62,13 +67,14 @@ class QuickstartOptions:
     data: str = "digits"
     device: str = "cpu"
     budget_share: float = 0.5  # of the full network's predicted latency
-    epochs: int | None = None  # None: 20 epochs on digits, train's default on Fashion-MNIST
+    epochs: int | None = None  # None: DIGITS_EPOCHS on digits, train's default on Fashion-MNIST
     train_per_class: int | None = None  # None: all of digits; 600 per class of Fashion-MNIST
     population: int = 50
     generations: int = 20
     parents: int = 10
     calibrate_samples: int = 30  # end-to-end runs that adapt the table to this machine
     verify: int = 5  # best archs of the search measured here; the winner must meet the budget measured
+    retrain_epochs: int = 15  # from-scratch epochs of the winner, the uniform arch and the full net (0: none)
     build_lut: bool = False
     lut_minutes: float | None = None
     seed: int = 0
@@ -80,6 +86,8 @@ class QuickstartOptions:
             raise ParamError("budget_share", f"must lie in (0, 1), got {self.budget_share}")
         if self.verify < 1:
             raise ParamError("verify", f"must be >= 1 (archs measured to pick the winner), got {self.verify}")
+        if self.retrain_epochs < 0:
+            raise ParamError("retrain_epochs", f"must be >= 0 (0: no retraining), got {self.retrain_epochs}")
 
 
 class Quickstart:
@@ -152,7 +160,7 @@ class Quickstart:
         opt, say = self.opt, self.say
         digits = opt.data == "digits"
         per_class = opt.train_per_class if opt.train_per_class is not None else (None if digits else 600)
-        epochs = opt.epochs or (20 if digits else DEFAULTS["epochs"])
+        epochs = opt.epochs or (DIGITS_EPOCHS if digits else DEFAULTS["epochs"])
         ck = load_checkpoint(self.ckpt) if self.ckpt.exists() else None
         data = data_for(opt.data, ck, resolution=self.space.resolution, seed=opt.seed, train_per_class=per_class)
         if ck is not None and ck.epoch >= epochs:
@@ -203,7 +211,7 @@ class Quickstart:
             net = nets.network(arch)
             if name:
                 save_onnx(self.out / f"{name}.onnx", space, net)
-            return {"predicted_ms": predicted, "measured_ms": measured, "measured_spread_ms": spread,
+            return {"genes": dict(arch), "predicted_ms": predicted, "measured_ms": measured, "measured_spread_ms": spread,
                     "error_pct": 100 * (predicted / measured - 1), "macs": space.macs(arch),
                     "test_accuracy": nets.accuracy(arch, "test"),
                     **({"onnx": str(self.out / f"{name}.onnx")} if name else {})}
@@ -227,6 +235,24 @@ class Quickstart:
                 "winner_under_budget_measured": winner["measured_ms"] <= self.budget,
                 "reference_drift": ref, "warnings": ver["warnings"], "result": str(self.result_path)}
 
+    # ---- 6. retrain from scratch ----------------------------------------------------------------
+    def retrain(self, summary: dict) -> dict:
+        """The winner, the uniform arch and the full net trained from scratch, ``retrain_epochs`` each, on
+        the whole training set (resumable: one checkpoint each)."""
+        space, opt = self.space, self.opt
+        digits = opt.data == "digits"
+        archs = {"winner": summary["winner"]["genes"], "full": space.full()}
+        if summary.get("uniform"):
+            archs["uniform"] = summary["uniform"]["genes"]
+        out = {}
+        for name, genes in archs.items():
+            res = train_plain(space, genes, self.data, epochs=opt.retrain_epochs, seed=opt.seed,
+                              batch_size=32 if digits else None, lr=0.02 if digits else None,
+                              out=self.out / f"{name}.pt", resume=True, progress=False)
+            out[name] = res.test_acc
+            self.say(f"{name}: test accuracy {res.test_acc:.2%} after {opt.retrain_epochs} epochs from scratch")
+        return out
+
     def report(self, summary: dict) -> None:
         say, budget = self.say, summary["budget_ms"]
         say("== summary")
@@ -241,8 +267,10 @@ class Quickstart:
             if not a:
                 continue
             label = {"winner": "searched", "uniform": f"uniform x{base['ratio']:g}" if base else "", "full": "full"}[name]
+            retrained = a.get("retrained_test_accuracy")
             say(f"{label:>14}: predicted {a['predicted_ms']:.4g} ms, measured {a['measured_ms']:.4g} ms "
-                f"({a['error_pct']:+.1f}%), test accuracy {a['test_accuracy']:.2%}"
+                f"({a['error_pct']:+.1f}%), test accuracy {a['test_accuracy']:.2%} with the PruningNet's weights"
+                + (f", {retrained:.2%} retrained {self.opt.retrain_epochs} epochs" if retrained is not None else "")
                 + (f", sub-val {a['search_accuracy']:.2%}" if "search_accuracy" in a else "")
                 + f", {a['macs'] / 1e6:.2f} M MACs")
         say(disagreement(summary["winner"], summary["reference_drift"], budget))
@@ -280,6 +308,11 @@ def run_quickstart(opt: QuickstartOptions, say: Callable[[str], None] = print) -
     summary["training"] = q.stage(f"train a PruningNet on {opt.data}", "train", q.training)
     summary.update(q.stage("search, then measure its best archs here", "search", q.search))
     summary.update(q.stage("export and score", "export", q.export))
+    if opt.retrain_epochs:
+        retrained = q.stage(f"retrain the winner, the uniform arch and the full net ({opt.retrain_epochs} epochs "
+                            "each, from scratch)", "retrain", lambda: q.retrain(summary))
+        for name, acc in retrained.items():
+            summary[name]["retrained_test_accuracy"] = acc
     summary.update({"stages_s": q.stages, "total_s": time.perf_counter() - t_all})
     write_json(q.out / "summary.json", summary)
     q.report(summary)

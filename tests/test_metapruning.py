@@ -129,3 +129,20 @@ def test_metapruning_mobilenet_v2_has_the_reference_shapes():
     got = [(m.out_channels, m.in_channels // m.groups, m.kernel_size[0], m.stride[0])
            for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     assert got == want and net.classifier.in_features == 1280
+
+
+def test_cli_floor_grid_and_released_archs():
+    """`--rounding floor` through the CLI gives the reference's widths; the examples export as ONNX and
+    the floor grid refuses a channel multiple in one line."""
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from prune_lut.cli import main
+
+    r = CliRunner().invoke(main, ["space", "resnet50", "--rounding", "floor", "--json"])
+    assert r.exit_code == 0, r.output
+    genes = {g["name"]: g["choices"] for g in _json.loads(r.output)["genes"]}
+    assert genes["stem"] == sorted({int(64 * (10 + 3 * i) / 100) for i in range(31)})
+    r = CliRunner().invoke(main, ["space", "resnet50", "--rounding", "floor", "--multiple", "8"])
+    assert r.exit_code == 2 and "multiple 1" in r.output and len(r.output.strip().splitlines()) == 1

@@ -14,9 +14,10 @@ def small_space(family, res=16):
     return get_space(family, resolution=res, num_classes=10, in_channels=1, small_input=True, multiple=8)
 
 
-def test_every_family_generates_its_plain_network(family):
+@pytest.mark.parametrize("bn", ["choice", "shared"])
+def test_every_family_generates_its_plain_network(family, bn):
     sp = small_space(family, 8)
-    pn = PruningNet(sp, hidden=1)
+    pn = PruningNet(sp, hidden=1, bn=bn)
     assert set(pn.blocks) == {_key(c.name) for c in sp.convs()}
     for u in sp.units:  # block convs see (input, middle, output) widths; lone convs (input, output)
         if isinstance(u, Block):
@@ -51,6 +52,20 @@ def test_first_conv_sees_fixed_image_ratio_and_width_choice_picks_bn():
     wa = pn.generate(a).convs["stem"][0].weight[: b["stem"]]
     wb = pn.generate(b).convs["stem"][0].weight
     assert not torch.allclose(wa, wb)
+
+
+def test_shared_batchnorm_is_one_row_cropped_for_every_width():
+    sp = small_space("mobilenet_v1")
+    pn = PruningNet(sp, hidden=4, bn="shared")
+    stem = pn.blocks["stem"]
+    assert stem.bn_weight.shape[0] == 1 and set(stem.choice.values()) == {0}
+    with torch.no_grad():
+        stem.bn_bias[0, :4].fill_(0.5)
+    narrow = dict(sp.full(), stem=sp.genes["stem"].choices[0])
+    assert torch.all(pn.generate(narrow).convs["stem"][1].bias[:4] == 0.5)  # the same row, cropped
+    assert torch.all(pn.generate(sp.full()).convs["stem"][1].bias[:4] == 0.5)
+    with pytest.raises(ValueError, match="bn must be one of"):
+        PruningNet(sp, bn="per-arch")
 
 
 def test_no_dead_kernels_at_init_every_block_gets_gradient():

@@ -26,7 +26,7 @@ def shipped():
 
 
 TINY = ["--epochs", "1", "--train-per-class", "20", "--population", "4", "--generations", "2",
-        "--calibrate-samples", "5"]
+        "--calibrate-samples", "5", "--retrain-epochs", "1"]
 
 
 def test_quickstart_smoke(shipped, tmp_path):
@@ -43,6 +43,9 @@ def test_quickstart_smoke(shipped, tmp_path):
     w = s["winner"]
     assert w["predicted_ms"] <= s["budget_ms"] < s["full"]["predicted_ms"]
     assert w["measured_ms"] > 0 and s["full"]["measured_ms"] > 0 and 0 <= w["test_accuracy"] <= 1
+    # the three were retrained from scratch (the checkpoints are there) and scored on the test set
+    for name in ("winner", "uniform", "full"):
+        assert 0 <= s[name]["retrained_test_accuracy"] <= 1 and (out / f"{name}.pt").is_file()
     assert w["error_pct"] == pytest.approx(100 * (w["predicted_ms"] / w["measured_ms"] - 1))
     # the search's best archs were measured; the winner is the most accurate one that met the budget measured
     v = s["verified"]

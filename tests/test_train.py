@@ -73,12 +73,12 @@ def test_checkpoint_holds_split_space_and_history(tiny, tmp_path):
     with pytest.raises(UserError, match="hidden 2, not 3"):
         train_pruningnet(space, data, out=tmp_path / "c.pt", epochs=2, batch_size=20, hidden=3, resume=True,
                          progress=False)
-    assert ck.header["sampler"]["rule"] == "sandwich" and ck.header["sampler"]["distill"] is True  # the defaults
+    assert ck.header["sampler"]["rule"] == "sandwich" and ck.header["sampler"]["distill"] is False  # the defaults
     with pytest.raises(UserError, match="with rule sandwich, not alternate; drop that option"):
         train_pruningnet(space, data, out=tmp_path / "c.pt", epochs=2, batch_size=20, resume=True, rule="alternate",
                          progress=False)
-    with pytest.raises(UserError, match="with distill True, not False"):
-        train_pruningnet(space, data, out=tmp_path / "c.pt", epochs=2, batch_size=20, resume=True, distill=False,
+    with pytest.raises(UserError, match="with distill False, not True"):
+        train_pruningnet(space, data, out=tmp_path / "c.pt", epochs=2, batch_size=20, resume=True, distill=True,
                          progress=False)
 
 
@@ -226,3 +226,15 @@ def test_cli_resume_in_a_fresh_process(tmp_path, command):
                             *more], capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-2000:]
     assert load_checkpoint(out).epoch == 2
+
+
+def test_shared_batchnorm_is_recorded_and_resumed(tiny, tmp_path):
+    space, data = tiny
+    out = tmp_path / "s.pt"
+    train_pruningnet(space, data, out=out, epochs=2, stop_after=1, batch_size=20, hidden=2, bn="shared", progress=False)
+    ck = load_checkpoint(out)
+    assert ck.header["config"]["bn"] == "shared" and ck.pruningnet.bn == "shared"
+    r = train_pruningnet(space, data, out=out, epochs=2, batch_size=20, resume=True, progress=False)
+    assert r.header["epoch"] == 2 and load_checkpoint(out).pruningnet.bn == "shared"
+    with pytest.raises(UserError, match="bn shared, not choice"):
+        train_pruningnet(space, data, out=out, epochs=3, batch_size=20, resume=True, bn="choice", progress=False)

@@ -25,7 +25,7 @@ from .render import lut_info_lines
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print `lut info` JSON of the result.")
 @remote_options
-def build(device, device_file, family, resolution, num_classes, in_channels, small_input, multiple, out,
+def build(device, device_file, family, resolution, num_classes, in_channels, small_input, multiple, rounding, out,
           time_budget, shard, resume, force, heldout, seed, as_json, host):
     """Profile every layer configuration FAMILY's space can produce on a device into a LUT file."""
     from ..devices import get_device
@@ -35,7 +35,8 @@ def build(device, device_file, family, resolution, num_classes, in_channels, sma
     from ..tables.build import build_space_table
 
     dev = get_device(device, device_file)
-    sp = make_space(family, resolution, num_classes, in_channels, small_input, multiple or dev.multiple)
+    sp = make_space(family, resolution, num_classes, in_channels, small_input,
+                    (multiple or (1 if rounding == "floor" else dev.multiple)), rounding)
     if out is None:
         out = f"{dev.name}-{family}{'-small' if small_input else ''}-{sp.resolution}.json.gz"
     if resume and force:

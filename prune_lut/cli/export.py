@@ -30,7 +30,7 @@ from .options import SEED, Number, count, force_option, make_space, space_option
 @click.option("--checkpoint", type=click.Path(), help="With --weights pruningnet: the PruningNet checkpoint "
               "(default: the one the search used).")
 @force_option("an existing --out or --arch-out")
-def export(arch_file, family, uniform, rand, seed, resolution, num_classes, in_channels, small_input, multiple,
+def export(arch_file, family, uniform, rand, seed, resolution, num_classes, in_channels, small_input, multiple, rounding,
            fmt, out, arch_out, result_file, rank, weights, checkpoint, force):
     """Export a pruned network as ONNX or a PyTorch state dict: an arch file, a --family member
     (fresh weights), or the K-th arch of a search --result (fresh or PruningNet weights)."""
@@ -62,7 +62,7 @@ def export(arch_file, family, uniform, rand, seed, resolution, num_classes, in_c
     else:
         if (uniform is None) == (not rand):
             raise UserError("with --family, give exactly one of --uniform RATIO or --random")
-        sp = make_space(family, resolution, num_classes, in_channels, small_input, multiple)
+        sp = make_space(family, resolution, num_classes, in_channels, small_input, multiple, rounding)
         arch = sp.uniform(uniform) if uniform is not None else sp.random(random.Random(seed))
     export_arch(out, sp, arch, fmt=fmt)
     if arch_out:

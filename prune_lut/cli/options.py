@@ -101,19 +101,22 @@ def space_options(multiple_help: str = "Round every width to a multiple of this 
             click.option("--small-input", is_flag=True, help="Stem for 8x8..32x32 images: total stride 8, not 32."),
             click.option("--multiple", type=SIZE["multiple"], default=multiple_default,
                          show_default=multiple_default is not None, help=multiple_help),
+            click.option("--rounding", type=click.Choice(["round", "floor"]), default="round", show_default=True,
+                         help="Grid widths: round(ratio x base) to the multiple, or MetaPruning's int(base x "
+                              "(10 + 3i) / 100) (floor: its released archs; needs --multiple 1)."),
         ]):
             f = opt(f)
         return f
     return wrap
 
 
-def make_space(family: str, resolution, num_classes, in_channels, small_input, multiple):
+def make_space(family: str, resolution, num_classes, in_channels, small_input, multiple, rounding="round"):
     from ..pruning.space import get_space
 
     if resolution is None:
         resolution = 8 if small_input else 224
     return get_space(family, resolution=resolution, num_classes=num_classes, in_channels=in_channels,
-                     small_input=small_input, multiple=multiple)
+                     small_input=small_input, multiple=multiple, rounding=rounding)
 
 
 def force_option(what: str = "the outputs"):

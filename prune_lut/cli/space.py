@@ -11,9 +11,9 @@ from .options import echo_json, json_option, make_space, space_options
 @click.argument("family")
 @space_options()
 @json_option
-def space(family, resolution, num_classes, in_channels, small_input, multiple, as_json):
+def space(family, resolution, num_classes, in_channels, small_input, multiple, rounding, as_json):
     """Show FAMILY's genes, their allowed widths, and the full and smallest member's MACs and params."""
-    sp = make_space(family, resolution, num_classes, in_channels, small_input, multiple)
+    sp = make_space(family, resolution, num_classes, in_channels, small_input, multiple, rounding)
     members = {name: {"macs": sp.macs(a), "params": sp.params(a)} for name, a in
                (("full", sp.full()), ("smallest", sp.smallest()))}
     if as_json:

@@ -14,19 +14,13 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from ..errors import UserError
+from .onnx_graph import FREE, Graph, Shape, attr, attr_int, attr_ints, image_input, load_model, pads_of
 from .spec import LayerSpec
-
-FREE = frozenset({"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Dropout", "Identity"})
-Shape = tuple  # of int | None (None: unknown or symbolic)
-FOLD_MAX = 4096  # elements: constant-only nodes this small are evaluated (shape math, not weights)
-
 
 @dataclass(frozen=True)
 class OnnxLayer:
@@ -75,212 +69,6 @@ class OnnxSpecs:
 
 
 # ---- loading -----------------------------------------------------------------------------------
-FIX = "export the network to ONNX (torch.onnx.export, or `prune-lut export`) and give that file"
-
-
-def _load(model, source: str) -> onnx.ModelProto:
-    """An ONNX model from a path, bytes or a ModelProto; UserError for anything that is not one."""
-    if isinstance(model, onnx.ModelProto):
-        return model
-    try:
-        if isinstance(model, (bytes, bytearray)):
-            m = onnx.load_from_string(bytes(model))
-        else:
-            p = Path(model)
-            if not p.is_file():
-                raise UserError(f"{p}: no such ONNX file; {FIX}")
-            m = onnx.load(str(p), load_external_data=False)  # weights' shapes are in their dims
-    except UserError:
-        raise
-    except Exception as e:  # protobuf raises DecodeError, RuntimeWarning-like errors, ValueError ...
-        raise UserError(f"{source}: not an ONNX model ({type(e).__name__}); {FIX}") from None
-    if not m.graph.node or not m.opset_import:
-        raise UserError(f"{source}: not an ONNX model (no graph); {FIX}")
-    return m
-
-
-def _dims(t: onnx.TypeProto) -> Shape | None:
-    if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
-        return None
-    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.tensor_type.shape.dim)
-
-
-def _image_input(m: onnx.ModelProto, source: str) -> tuple[str, Shape]:
-    """The one NCHW image input (batch 1 or symbolic, which is read as 1); UserError otherwise."""
-    inits = {i.name for i in m.graph.initializer}
-    ins = [v for v in m.graph.input if v.name not in inits]
-    if len(ins) != 1:
-        raise UserError(f"{source}: {len(ins)} graph inputs; prune-lut reads CNNs with one NCHW image input: "
-                        "export the network with a single input")
-    shape = _dims(ins[0].type)
-    if shape is None or len(shape) != 4:
-        raise UserError(f"{source}: input {ins[0].name!r} has shape {shape}, not NCHW; export with a (1, C, H, W) input")
-    batch = ins[0].type.tensor_type.shape.dim[0]
-    if batch.HasField("dim_value") and batch.dim_value != 1:
-        raise UserError(f"{source}: batch {batch.dim_value}; tables time batch 1: export with a batch-1 input")
-    if shape[2] is None or shape[3] is None:
-        raise UserError(f"{source}: input height/width are not fixed; export at a fixed resolution")
-    return ins[0].name, shape
-
-
-def _light(m: onnx.ModelProto, image: str, shape: Shape, folded: dict[str, np.ndarray]) -> onnx.ModelProto:
-    """The graph as shape inference should see it: the image input pinned to batch 1, tensors
-    computed from constants alone replaced by their ``folded`` values (as ORT folds them: Resize
-    scales, Reshape targets), and large initializers declared as inputs instead (inference then
-    neither copies nor serializes the weights, which keeps a ResNet-101 well under a second)."""
-    g = m.graph
-    elem = next(v.type.tensor_type.elem_type for v in g.input if v.name == image)
-    inputs = [onnx.helper.make_tensor_value_info(image, elem, [1, *shape[1:]])]
-    inputs += [v for v in g.input if v.name != image]
-    declared = {v.name for v in inputs}
-    small = [numpy_helper.from_array(np.asarray(v), k) for k, v in folded.items()]
-    for t in g.initializer:
-        if math.prod(t.dims) <= 64:  # shape targets, Clip bounds: inference reads their values
-            small.append(t)
-        elif t.name not in declared:
-            inputs.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
-    nodes = [n for n in g.node if not (n.output and all(o in folded for o in n.output))]
-    graph = onnx.helper.make_graph(nodes, g.name, inputs, g.output, small, value_info=g.value_info)
-    light = onnx.helper.make_model(graph, opset_imports=m.opset_import, ir_version=m.ir_version)
-    light.functions.extend(m.functions)
-    return light
-
-
-def _shapes(m: onnx.ModelProto) -> dict[str, Shape]:
-    """Every tensor's shape ONNX shape inference knows (a model it cannot infer keeps what it declares)."""
-    try:
-        m = onnx.shape_inference.infer_shapes(m, data_prop=True)
-    except Exception:  # a graph inference rejects: the declared shapes only (what needs more is unsupported)
-        pass
-    out: dict[str, Shape] = {}
-    for v in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output):
-        d = _dims(v.type)
-        if d is not None:
-            out[v.name] = d
-    for t in m.graph.initializer:
-        out[t.name] = tuple(int(x) for x in t.dims)
-    return out
-
-
-# ---- the graph as a walker sees it ---------------------------------------------------------------
-class _Graph:
-    """Nodes, consumers, constants and shapes of one model.
-
-    Shapes come from ONNX shape inference (with data propagation, so Shape -> Reshape chains
-    resolve) after the nodes computed from constants alone are evaluated here: inference cannot
-    see through those (torch's exporter with constant folding off writes Resize scales as a Concat
-    of Constants, which left every shape after the Resize unknown). A shape still unknown makes
-    the operator that needs it unsupported, with that reason: never a guess.
-    """
-
-    def __init__(self, m: onnx.ModelProto, input_name: str, input_shape: Shape):
-        self.nodes = list(m.graph.node)
-        self.names = [n.name or f"{n.op_type}_{i}" for i, n in enumerate(self.nodes)]
-        self.outputs = {o.name for o in m.graph.output}
-        self.consumers: dict[str, list[int]] = {}
-        for i, n in enumerate(self.nodes):
-            for t in n.input:
-                if t:
-                    self.consumers.setdefault(t, []).append(i)
-        self.inits = {t.name: t for t in m.graph.initializer}
-        self.const_nodes = {n.output[0]: n for n in self.nodes if n.op_type == "Constant" and n.output}
-        self.alias = {n.output[0]: n.input[0] for n in self.nodes if n.op_type == "Identity" and n.input}
-        self.data = self._data_tensors(input_name)
-        self.folded: dict[str, np.ndarray] = {}
-        self._fold()
-        self.shapes = _shapes(_light(m, input_name, input_shape, self.folded))
-
-    def _data_tensors(self, input_name: str) -> set[str]:
-        """Tensors whose values depend on the image (Shape/Size outputs do not: they are metadata)."""
-        data = {input_name}
-        for n in self.nodes:
-            if n.op_type not in ("Shape", "Size") and any(t in data for t in n.input):
-                data.update(n.output)
-        return data
-
-    def _fold(self) -> None:
-        """Evaluate the small nodes computed from constants alone (not from the image, nor from a
-        Shape: data propagation infers those), so their values reach shape inference."""
-        from onnx.reference import ReferenceEvaluator
-
-        for n in self.nodes:
-            if n.op_type in ("Constant", "Identity", "Shape", "Size") or not n.output \
-                    or any(t in self.data for t in n.input):
-                continue
-            if sum(self._size(t) for t in n.input if t) > FOLD_MAX:
-                continue
-            args = {t: self.const(t) for t in n.input if t}
-            if any(a is None for a in args.values()):
-                continue
-            try:
-                self.folded.update(zip(n.output, ReferenceEvaluator(n).run(None, args)))
-            except Exception:  # an op the reference cannot run alone: its outputs stay unknown
-                continue
-
-    def _resolve(self, name: str) -> str:
-        for _ in range(8):  # Identity chains (torch's exporter aliases shared weights)
-            if name not in self.alias:
-                break
-            name = self.alias[name]
-        return name
-
-    def _size(self, name: str) -> int:
-        """Elements of a constant, read from its dims (a weight is not decoded just to be skipped)."""
-        name = self._resolve(name)
-        if name in self.inits:
-            return math.prod(self.inits[name].dims)
-        return int(np.asarray(self.folded[name]).size) if name in self.folded else 0
-
-    def const(self, name: str) -> np.ndarray | None:
-        """The value of a constant tensor (initializer, Constant node, folded node, or an Identity of one)."""
-        name = self._resolve(name)
-        if name in self.folded:
-            return np.asarray(self.folded[name])
-        try:
-            if name in self.inits:
-                return numpy_helper.to_array(self.inits[name])
-            if name in self.const_nodes:
-                a = self.const_nodes[name].attribute[0]
-                v = onnx.helper.get_attribute_value(a)
-                return numpy_helper.to_array(v) if isinstance(v, onnx.TensorProto) else np.asarray(v)
-        except Exception:  # external data not loaded, or an odd encoding: not a usable constant
-            return None
-        return None
-
-    def shape(self, name: str) -> Shape | None:
-        return self.shapes.get(name)
-
-    def sole_consumer(self, tensor: str) -> int | None:
-        """The one node reading ``tensor`` (None when several do, or it is a graph output: ORT fuses neither)."""
-        c = self.consumers.get(tensor, [])
-        return c[0] if len(c) == 1 and tensor not in self.outputs else None
-
-
-# ---- attributes ----------------------------------------------------------------------------------
-def _attr(n: onnx.NodeProto, name: str):
-    for a in n.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return None
-
-
-def _ints(n: onnx.NodeProto, name: str) -> list[int] | None:
-    v = _attr(n, name)
-    return None if v is None else [int(x) for x in v]
-
-
-def _int(n: onnx.NodeProto, name: str, default: int) -> int:
-    v = _attr(n, name)
-    return default if v is None else int(v)
-
-
-def _pads(n: onnx.NodeProto) -> list[int] | str:
-    """Explicit pads (begin h, w, end h, w), or the auto_pad mode when one is set."""
-    auto = _attr(n, "auto_pad")
-    auto = auto.decode() if isinstance(auto, bytes) else (auto or "NOTSET")
-    if auto != "NOTSET":
-        return auto
-    return _ints(n, "pads") or [0, 0, 0, 0]
 
 
 def _pool_out(hw, k, s, pads, d, ceil: int) -> tuple:
@@ -299,9 +87,9 @@ def _pool_out(hw, k, s, pads, d, ceil: int) -> tuple:
 
 def _window(n: onnx.NodeProto, x: Shape, k: list[int]) -> str | None:
     """Why a conv/pool window is not the table's (square, 'same' k//2 padding, no dilation), or None."""
-    s = _ints(n, "strides") or [1, 1]
-    d = _ints(n, "dilations") or [1, 1]
-    pads = _pads(n)
+    s = attr_ints(n, "strides") or [1, 1]
+    d = attr_ints(n, "dilations") or [1, 1]
+    pads = pads_of(n)
     if len(k) != 2:
         return f"{len(k)}-d window (tables key 2-d ops)"
     if any(v != 1 for v in d):
@@ -312,7 +100,7 @@ def _window(n: onnx.NodeProto, x: Shape, k: list[int]) -> str | None:
         return f"non-square stride {s}"
     if x[2] != x[3]:
         return f"non-square input {x[2]}x{x[3]}"
-    if _int(n, "ceil_mode", 0) and _pool_out(x[2:], k, s, pads, d, 1) != _pool_out(x[2:], k, s, pads, d, 0):
+    if attr_int(n, "ceil_mode", 0) and _pool_out(x[2:], k, s, pads, d, 1) != _pool_out(x[2:], k, s, pads, d, 0):
         return "ceil_mode changes the output size"
     same = [k[0] // 2] * 4
     if pads != same and not (isinstance(pads, str) and _pool_out(x[2:], k, s, pads, d, 0) ==
@@ -323,7 +111,7 @@ def _window(n: onnx.NodeProto, x: Shape, k: list[int]) -> str | None:
 
 # ---- the walk ------------------------------------------------------------------------------------
 class _Reader:
-    def __init__(self, g: _Graph):
+    def __init__(self, g: Graph):
         self.g = g
         self.claimed: set[int] = set()
         self.layers: list[OnnxLayer] = []
@@ -344,7 +132,7 @@ class _Reader:
             if (n.input[1] and lo is None) or (len(n.input) > 2 and n.input[2] and hi is None):
                 return None  # bounds computed at run time
         else:
-            lo, hi = _attr(n, "min"), _attr(n, "max")
+            lo, hi = attr(n, "min"), attr(n, "max")
         lo = -math.inf if lo is None else float(np.asarray(lo).reshape(-1)[0])
         hi = math.inf if hi is None else float(np.asarray(hi).reshape(-1)[0])
         if lo == 0 and hi == 6:
@@ -399,12 +187,12 @@ class _Reader:
         elif x is None or w is None or len(x) != 4 or None in x[1:] or len(w) != 4:
             why = "input or weight shape unknown"
         else:
-            why = _window(n, x, _ints(n, "kernel_shape") or list(w[2:]))
+            why = _window(n, x, attr_ints(n, "kernel_shape") or list(w[2:]))
         if why is not None:
             self.unsupported.append(Unsupported(g.names[i], "Conv", why, tuple(nodes)))
             return
-        groups = _int(n, "group", 1)
-        spec = LayerSpec("conv", x[2], x[1], w[0], w[2], (_ints(n, "strides") or [1, 1])[0], groups, act, residual)
+        groups = attr_int(n, "group", 1)
+        spec = LayerSpec("conv", x[2], x[1], w[0], w[2], (attr_ints(n, "strides") or [1, 1])[0], groups, act, residual)
         self.layers.append(OnnxLayer(spec, tuple(nodes)))
         self.convs_mapped += 1
 
@@ -426,22 +214,22 @@ class _Reader:
         if x is None or len(x) != 4 or None in x[1:]:
             return self.refuse(i, "input shape unknown or not NCHW")
         if n.op_type == "MaxPool":
-            k = _ints(n, "kernel_shape") or []
+            k = attr_ints(n, "kernel_shape") or []
             why = _window(n, x, k) or ("indices output" if len(n.output) > 1 and n.output[1] else None)
             if why:
                 return self.refuse(i, why)
-            s = (_ints(n, "strides") or [1, 1])[0]
+            s = (attr_ints(n, "strides") or [1, 1])[0]
             return self.emit(i, LayerSpec("maxpool", x[2], x[1], x[1], k[0], s))
         if n.op_type == "ReduceMean":
-            axes = _ints(n, "axes")
+            axes = attr_ints(n, "axes")
             if axes is None and len(n.input) > 1:  # opset 18: axes is an input
                 v = g.const(n.input[1])
                 axes = None if v is None else [int(a) for a in np.asarray(v).reshape(-1)]
             if axes is None or sorted(a % 4 for a in axes) != [2, 3]:
                 return self.refuse(i, f"ReduceMean over axes {axes} (a table's gap averages H and W)")
         elif n.op_type == "AveragePool":
-            k = _ints(n, "kernel_shape") or []
-            if k != [x[2], x[3]] or _pads(n) not in ([0, 0, 0, 0], "VALID"):
+            k = attr_ints(n, "kernel_shape") or []
+            if k != [x[2], x[3]] or pads_of(n) not in ([0, 0, 0, 0], "VALID"):
                 return self.refuse(i, f"AveragePool {k} over a {x[2]}x{x[3]} map (only a global average has a key)")
         if x[2] != x[3]:
             return self.refuse(i, f"non-square input {x[2]}x{x[3]}")
@@ -458,9 +246,9 @@ class _Reader:
         if w is None or len(w) != 2 or None in w:
             return self.refuse(i, f"weight of shape {w} (a linear layer's is 2-d)")
         if n.op_type == "Gemm":
-            if _int(n, "transA", 0):
+            if attr_int(n, "transA", 0):
                 return self.refuse(i, "Gemm with transA")
-            cout, cin = w if _int(n, "transB", 0) else w[::-1]
+            cout, cin = w if attr_int(n, "transB", 0) else w[::-1]
         else:
             cin, cout = w
         if x is None or None in x or math.prod(x[:-1]) != 1:
@@ -507,13 +295,13 @@ def read_onnx_specs(model: str | os.PathLike | bytes | onnx.ModelProto, source: 
     Refuses (UserError, one line) a file that is not ONNX, a batch other than 1, or a graph with no Conv.
     """
     source = source or (str(model) if isinstance(model, (str, os.PathLike)) else "model")
-    m = _load(model, source)
-    name, shape = _image_input(m, source)
+    m = load_model(model, source)
+    name, shape = image_input(m, source)
     n_conv = sum(n.op_type == "Conv" for n in m.graph.node)
     if not n_conv:
         raise UserError(f"{source}: no Conv node; lookup tables predict convolutional networks: "
                         "give the ONNX of a CNN")
-    reader = _Reader(_Graph(m, name, shape))
+    reader = _Reader(Graph(m, name, shape))
     reader.read()
     return OnnxSpecs(source, shape[2] if shape[2] == shape[3] else None, reader.layers, reader.unsupported,
                      n_conv, reader.convs_mapped)

@@ -9,7 +9,10 @@ shortcuts always line up.
 
 BatchNorm: as in the reference code, each conv keeps one BatchNorm per choice of its output width
 (running statistics *and* affine scale/shift per choice; the reference keeps statistics only,
-``affine=False``). An arch's network takes the BatchNorm of its chosen width. During torchrun
+``affine=False``), ``bn="choice"``; or one BatchNorm per conv shared by every width, cropped like the
+kernel (``bn="shared"``, as slimmable networks' switchable BN does not): every step then trains the
+scale/shift every arch uses, and the statistics are recalibrated per arch before scoring anyway.
+An arch's network takes the BatchNorm of its chosen width. During torchrun
 training the batch statistics are summed over all processes (see ``distributed.sync_batch_stats``)
 so that N processes train exactly what one process would.
 """
@@ -25,6 +28,7 @@ from .net import PrunedNet, build_net
 from .space import Block, ChannelSpace, Conv, Head, MaxPool, Ref
 
 BN_EPS = 1e-5
+BN_MODES = ("choice", "shared")
 BN_MOMENTUM = 0.1
 
 
@@ -44,7 +48,7 @@ def _act(x: torch.Tensor, act: str) -> torch.Tensor:
 class PruningBlock(nn.Module):
     """Generates one conv's weight from the widths that shape it, plus its per-width BatchNorms."""
 
-    def __init__(self, space: ChannelSpace, conv: Conv, inputs: tuple[Ref, ...], hidden: int):
+    def __init__(self, space: ChannelSpace, conv: Conv, inputs: tuple[Ref, ...], hidden: int, bn: str = "choice"):
         super().__init__()
         self.conv, self.inputs = conv, inputs
         self.bases = tuple(space.genes[r].base if isinstance(r, str) else r for r in inputs)
@@ -53,12 +57,14 @@ class PruningBlock(nn.Module):
         self.shape = (cout, 1 if conv.depthwise else cin, conv.kernel, conv.kernel)
         self.fc1 = nn.Linear(len(inputs), hidden)
         self.fc2 = nn.Linear(hidden, math.prod(self.shape))
-        choices = space.genes[conv.cout].choices if isinstance(conv.cout, str) else (conv.cout,)
-        self.choice = {w: i for i, w in enumerate(choices)}
-        self.bn_weight = nn.Parameter(torch.ones(len(choices), cout))
-        self.bn_bias = nn.Parameter(torch.zeros(len(choices), cout))
-        self.register_buffer("running_mean", torch.zeros(len(choices), cout))
-        self.register_buffer("running_var", torch.ones(len(choices), cout))
+        widths = space.genes[conv.cout].choices if isinstance(conv.cout, str) else (conv.cout,)
+        # the BatchNorm row each output width uses: its own (bn="choice"), or one for all, cropped ("shared")
+        self.choice = {w: (i if bn == "choice" else 0) for i, w in enumerate(widths)}
+        rows = len(widths) if bn == "choice" else 1
+        self.bn_weight = nn.Parameter(torch.ones(rows, cout))
+        self.bn_bias = nn.Parameter(torch.zeros(rows, cout))
+        self.register_buffer("running_mean", torch.zeros(rows, cout))
+        self.register_buffer("running_var", torch.ones(rows, cout))
         self._init_scale(space)
 
     @torch.no_grad()
@@ -126,19 +132,21 @@ class PruningBlock(nn.Module):
 class PruningNet(nn.Module):
     """Meta network over ``space``: ``forward(x, arch)`` trains it, ``generate(arch)`` emits a PrunedNet."""
 
-    def __init__(self, space: ChannelSpace, hidden: int = 32):
+    def __init__(self, space: ChannelSpace, hidden: int = 32, bn: str = "choice"):
         super().__init__()
-        self.space, self.hidden = space, hidden
+        if bn not in BN_MODES:
+            raise ValueError(f"bn must be one of {BN_MODES}, got {bn!r}")
+        self.space, self.hidden, self.bn = space, hidden, bn
         self.sync_bn = False  # set by the trainer when several processes share each batch
         blocks: dict[str, PruningBlock] = {}
         self.head: Head | None = None
         for u in space.units:
             if isinstance(u, Conv):
-                blocks[_key(u.name)] = PruningBlock(space, u, (u.cin, u.cout), hidden)
+                blocks[_key(u.name)] = PruningBlock(space, u, (u.cin, u.cout), hidden, bn)
             elif isinstance(u, Block):
                 feats = (u.cin, u.mid, u.cout) if u.mid is not None else (u.cin, u.cout)
                 for c in u.body + ((u.shortcut,) if u.shortcut is not None else ()):
-                    blocks[_key(c.name)] = PruningBlock(space, c, feats, hidden)
+                    blocks[_key(c.name)] = PruningBlock(space, c, feats, hidden, bn)
             elif isinstance(u, Head):
                 self.head = u
         self.blocks = nn.ModuleDict(blocks)

@@ -64,7 +64,8 @@ class Checkpoint:
     def module(self) -> nn.Module:
         """The trained PruningNet or plain network, in eval mode (built once)."""
         if self._module is None:
-            m = (PruningNet(self.space, hidden=self.header["config"]["hidden"]) if self.kind == "pruningnet"
+            cfg = self.header["config"]
+            m = (PruningNet(self.space, hidden=cfg["hidden"], bn=cfg.get("bn", "choice")) if self.kind == "pruningnet"
                  else build_net(self.space, self.header["arch"]))
             try:
                 m.load_state_dict(self.state["model"])

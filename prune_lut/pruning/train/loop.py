@@ -33,7 +33,7 @@ from .checkpoint import FORMAT, VERSION, Checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"epochs": 10, "batch_size": 128, "lr": 0.05, "seed": 0, "weight_decay": 5e-4, "hidden": 32,
+DEFAULTS = {"epochs": 10, "batch_size": 128, "lr": 0.05, "seed": 0, "weight_decay": 5e-4, "hidden": 32, "bn": "choice",
             "momentum": 0.9, "label_smoothing": 0.1}
 
 

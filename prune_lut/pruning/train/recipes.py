@@ -20,7 +20,7 @@ from .sampler import ArchSampler
 
 # The archs each PruningNet step trains (ArchSampler) and whether the pruned ones learn from the
 # widest's predictions: chosen A/B in docs/BENCHMARKS.md ("PruningNet training rules").
-TRAINING_RULE = {"rule": "sandwich", "random_archs": 2, "distill": True}
+TRAINING_RULE = {"rule": "sandwich", "random_archs": 2, "distill": False}
 RECAL_BATCHES = 20  # BatchNorm recalibration batches before each epoch's validation of a generated network
 
 
@@ -93,14 +93,16 @@ def train_pruningnet(space: ChannelSpace, data: DataSplits, epochs: int | None =
                      latency_range: tuple[float, float] | None = None, lut: str | None = None,
                      progress: bool = True, device: str = "auto", score_archs: str = "full",
                      stop_after: int | None = None, rule: str | None = None, random_archs: int | None = None,
-                     distill: bool | None = None, checkpoint: Checkpoint | None = None) -> TrainResult:
+                     distill: bool | None = None, bn: str | None = None,
+                     checkpoint: Checkpoint | None = None) -> TrainResult:
     """Meta-train a PruningNet on ``data``, checkpointing to ``out``.
 
     Options left None take the defaults (:data:`~.loop.DEFAULTS`, :data:`TRAINING_RULE`), or the
     checkpoint's values on resume (``checkpoint``: the checkpoint at ``out`` when the caller loaded it
     already). ``rule`` and ``random_archs`` choose the archs of each step (:class:`ArchSampler`);
     ``distill`` (sandwich rule only) trains every arch but the widest on the widest's soft
-    predictions for the same batch (in-place distillation) instead of the labels. After each epoch
+    predictions for the same batch (in-place distillation) instead of the labels; ``bn`` chooses
+    BatchNorm per output width or shared (:class:`~prune_lut.pruning.pruningnet.PruningNet`). After each epoch
     the generated full-width network (``score_archs="full"``; also the smallest with
     ``"full+smallest"``; none with ``"none"``) is scored on the sub-validation split after BatchNorm
     recalibration. ``stop_after`` ends this call after that many epochs (``resume`` continues it).
@@ -110,7 +112,7 @@ def train_pruningnet(space: ChannelSpace, data: DataSplits, epochs: int | None =
     if ck is None and Path(out).exists():
         resume_checkpoint(out, False)  # refuses an existing --out
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "hidden": hidden,
-             "weight_decay": weight_decay}
+             "weight_decay": weight_decay, "bn": bn}
     cfg = resolve_options(Path(out), "pruningnet", space, data, given, ck)
     rule_cfg = _rule({"rule": rule, "random_archs": random_archs, "distill": distill}, ck)
     if ck is not None:
@@ -122,7 +124,7 @@ def train_pruningnet(space: ChannelSpace, data: DataSplits, epochs: int | None =
         model = ck.module()
     else:
         torch.manual_seed(cfg["seed"])  # the PruningBlocks' initialization
-        model = PruningNet(space, hidden=cfg["hidden"])
+        model = PruningNet(space, hidden=cfg["hidden"], bn=cfg.get("bn", "choice"))
     sampler = ArchSampler(space, cfg["seed"], macs_range, latency_range, lut, rule=rule_cfg["rule"],
                           random_archs=rule_cfg["random_archs"])
     distill = rule_cfg["distill"]

@@ -1,0 +1,201 @@
+"""Where pruning matters: searched vs uniform vs random-in-budget archs at strong latency budgets.
+
+Fashion-MNIST at 14x14 (the small-input MobileNetV2 space at multiple 8), the whole training set by
+default. Budgets over the strong end of the space, on a table calibrated on this machine (``--lut``,
+``prune-lut calibrate`` first): ``--budgets`` as multiples of the smallest arch's predicted latency
+(``s1.3``) or shares of the full net's (``f0.35``). Per budget:
+  1. one search (MetaPruning's evolution, the PruningNet fitness);
+  2. a control: the most accurate of N random archs inside the budget (N = the search's evaluation
+     count; drawn as the search's own initial population is, scored by the same fitness);
+  3. the search's best ``--verify`` archs, the uniform archs near the budget and the control measured
+     end to end here, interleaved, ``--rounds`` times: the winner is the first of the search's best
+     that meets the budget as measured; the uniform rival the narrowest uniform arch measured at
+     or above the winner's latency;
+  4. winner, uniform rival and control trained from scratch with ``--seeds`` seeds (train_plain, the
+     whole training set), test accuracy on the whole test set; mean, spread, Welch's t and p.
+The full net is trained with ``--full-seeds`` seeds beside them (how much the uniform arch loses).
+Everything resumes: every training run checkpoints, report.json is rewritten after each step.
+
+    python benchmarks/search_strong.py --lut runs/cpu14-calibrated.json.gz --out runs/strong
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from scipy.stats import ttest_ind
+
+from prune_lut.files import read_json, write_json
+from prune_lut.latency.frame import frame_of
+from prune_lut.latency.lutfile import LUT
+from prune_lut.latency.measure import measure_many
+from prune_lut.latency.predictor import Predictor
+from prune_lut.pruning.data import load_data
+from prune_lut.pruning.evolution import Evolution, EvolutionConfig
+from prune_lut.pruning.scoring import GeneratedNets
+from prune_lut.pruning.search import (
+    Constraints,
+    LatencyBudget,
+    load_result,
+    search_checkpoint,
+)
+from prune_lut.pruning.search.fitness import PruningNetFitness
+from prune_lut.pruning.space import get_space
+from prune_lut.pruning.train import load_checkpoint, train_plain, train_pruningnet
+from prune_lut.tables.networks import onnx_bytes
+
+
+def budget_ms(spec: str, smallest: float, full: float) -> float:
+    """``s1.3`` -> 1.3 x the smallest arch's latency; ``f0.35`` -> 0.35 x the full net's."""
+    kind, x = spec[0], float(spec[1:])
+    return x * (smallest if kind == "s" else full)
+
+
+def random_control(space, constraints, fitness, n: int, seed: int) -> tuple[dict, float, int]:
+    """The most accurate of ``n`` distinct random archs inside the budgets (the evolution's own random
+    draws: level draws, then narrow-end draws), scored by ``fitness``."""
+    evo = Evolution({k: g.choices for k, g in space.genes.items()}, fitness, constraints.feasible,
+                    EvolutionConfig(population=max(2, n), generations=1, parents=1, seed=seed + 1000))
+    cands = evo.candidates()
+    scores = fitness(cands)
+    best = max(range(len(cands)), key=lambda i: scores[i])
+    return cands[best], scores[best], len(cands)
+
+
+def measure_all(space, archs: dict[str, dict], rounds: int) -> dict[str, float]:
+    """Median end-to-end ms of each arch over ``rounds`` interleaved runs on the cpu profile."""
+    names = list(archs)
+    models = [onnx_bytes(space, archs[n]) for n in names]
+    per = [[m.median_ms for m in measure_many("cpu", models)] for _ in range(rounds)]
+    return {n: statistics.median(r[i] for r in per) for i, n in enumerate(names)}
+
+
+def summarize(runs: dict, names: list[str], seeds: int) -> dict:
+    acc = {n: [runs[f"{n}-s{s}"]["test_acc"] for s in range(seeds) if f"{n}-s{s}" in runs] for n in names}
+    out = {n: {"mean": statistics.mean(v), "stdev": statistics.stdev(v) if len(v) > 1 else 0.0, "n": len(v),
+               "values": v} for n, v in acc.items() if v}
+    for rival in ("uniform", "random"):
+        a, b = acc.get("searched", []), acc.get(rival, [])
+        if len(a) > 1 and len(b) > 1:
+            t = ttest_ind(a, b, equal_var=False)
+            out[f"vs_{rival}"] = {"gain_points": 100 * (statistics.mean(a) - statistics.mean(b)),
+                                  "welch_t": float(t.statistic), "p": float(t.pvalue)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lut", required=True, help="cpu table of the 14x14 space, calibrated on this machine")
+    ap.add_argument("--out", default="runs/strong")
+    ap.add_argument("--train-per-class", type=int, default=0, help="0: the whole training set")
+    ap.add_argument("--val-per-class", type=int, default=300, help="sub-validation images per class (the fitness)")
+    ap.add_argument("--pn-epochs", type=int, default=6)
+    ap.add_argument("--pn-latency-range", help="LO,HI: train the PruningNet on archs predicted between these shares "
+                    "of the full net's latency (default: the whole space)")
+    ap.add_argument("--epochs", type=int, default=3, help="from-scratch epochs per arch")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--full-seeds", type=int, default=2)
+    ap.add_argument("--budgets", default="s1.3,f0.35,s2")
+    ap.add_argument("--population", type=int, default=50)
+    ap.add_argument("--generations", type=int, default=20)
+    ap.add_argument("--verify", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--search-only", action="store_true", help="stop before measuring and retraining")
+    ap.add_argument("--measure-only", action="store_true", help="stop before retraining (measure on a quiet machine)")
+    a = ap.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rep_path = out / "report.json"
+    report = read_json(rep_path) if rep_path.exists() else {}
+    space = get_space("mobilenet_v2", resolution=14, num_classes=10, in_channels=1, small_input=True, multiple=8)
+    lut = LUT.load(a.lut, space_hash=space.hash)
+    pred = Predictor(lut)
+    ms = lambda arch: pred.predict_ms(space.layer_specs(arch))  # noqa: E731
+    smallest, full = ms(space.smallest()), ms(space.full())
+    report.update({"command": " ".join(sys.argv), "host": platform.node(), "settings": vars(a), "frame": frame_of(lut),
+                   "smallest_ms": smallest, "full_ms": full, "budgets": report.get("budgets", {})})
+    data = load_data("fashion-mnist", resolution=14, train_per_class=a.train_per_class or None,
+                     val_per_class=a.val_per_class, seed=0)
+    ckpt = out / "pruningnet.pt"
+    t0 = time.perf_counter()
+    rng = tuple(float(x) * full for x in a.pn_latency_range.split(",")) if a.pn_latency_range else None
+    train_pruningnet(space, data, epochs=a.pn_epochs, out=ckpt, resume=True, progress=False, score_archs="full",
+                     latency_range=rng, lut=a.lut if rng else None)
+    report.setdefault("pruningnet", {"seconds": time.perf_counter() - t0,
+                                     "history": load_checkpoint(ckpt).header["history"]})
+    write_json(rep_path, report)
+    uniform = {}
+    for r in sorted(set(space.grid)):
+        uniform.setdefault(space.vector(space.uniform(r)), (r, space.uniform(r)))
+    for spec in a.budgets.split(","):
+        b = report["budgets"].setdefault(spec, {"budget_ms": budget_ms(spec, smallest, full), "runs": {}})
+        res_path = out / f"result-{spec}.json"
+        if not res_path.exists():
+            search_checkpoint(ckpt, [a.lut], [b["budget_ms"]], EvolutionConfig(
+                population=a.population, generations=a.generations, parents=min(10, a.population), seed=0),
+                res_path, resume=True)
+        res = load_result(res_path)
+        if "control" not in b:
+            ck = load_checkpoint(ckpt)
+            fit = PruningNetFitness(GeneratedNets(ck.pruningnet, ck.load_data(), 4, 128, 0))
+            cons = Constraints(space, [LatencyBudget("cpu", a.lut, pred, b["budget_ms"])])
+            arch, acc, n = random_control(space, cons, fit, res["evaluations"], 0)
+            b["control"] = {"genes": arch, "accuracy": acc, "drawn": n, "predicted_ms": ms(arch)}
+            write_json(rep_path, report)
+        if a.search_only:
+            continue
+        if "measured" not in b:
+            top = res["top"][:a.verify]
+            above = sorted((u for u in uniform.values() if ms(u[1]) >= 0.8 * b["budget_ms"]), key=lambda u: ms(u[1]))
+            near = {f"x{r:g}": u for r, u in above if ms(u) <= 1.5 * b["budget_ms"]} or {
+                f"x{r:g}": u for r, u in above[:3]}
+            archs = {**{f"top{e['rank']}": space.check_arch(e["arch"]["genes"]) for e in top}, **near,
+                     "random": b["control"]["genes"]}
+            m = measure_all(space, archs, a.rounds)
+            win = next((e for e in top if m[f"top{e['rank']}"] <= b["budget_ms"]), top[-1])
+            wm = m[f"top{win['rank']}"]
+            rival = min((k for k in near if m[k] >= wm), key=lambda k: m[k], default=max(near, key=lambda k: m[k]))
+            b.update({"measured": m, "winner": {"rank": win["rank"], "genes": win["arch"]["genes"],
+                                                "accuracy": win["accuracy"], "predicted_ms": win["latency_ms"]["cpu"],
+                                                "measured_ms": wm},
+                      "uniform": {"name": rival, "genes": near[rival], "predicted_ms": ms(near[rival]),
+                                  "measured_ms": m[rival]},
+                      "search_uniform_baseline": res["uniform_baseline"] and {
+                          k: res["uniform_baseline"][k] for k in ("ratio", "accuracy")}})
+            write_json(rep_path, report)
+        if a.measure_only:
+            continue
+        b["fitness"] = {"searched": b["winner"]["accuracy"], "random": b["control"]["accuracy"]}
+        for name, genes in (("searched", b["winner"]["genes"]), ("uniform", b["uniform"]["genes"]),
+                            ("random", b["control"]["genes"])):
+            for seed in range(a.seeds):
+                key = f"{name}-s{seed}"
+                if key not in b["runs"]:
+                    t0 = time.perf_counter()
+                    r = train_plain(space, genes, data, epochs=a.epochs, seed=seed, out=out / f"{spec}-{key}.pt",
+                                    resume=True, progress=False)
+                    b["runs"][key] = {"test_acc": r.test_acc, "seconds": time.perf_counter() - t0}
+                    write_json(rep_path, report)
+        b["summary"] = summarize(b["runs"], ["searched", "uniform", "random"], a.seeds)
+        write_json(rep_path, report)
+        print(spec, json.dumps(b["summary"]), flush=True)
+    if not (a.search_only or a.measure_only):
+        runs = report.setdefault("full_runs", {})
+        for seed in range(a.full_seeds):
+            if f"full-s{seed}" not in runs:
+                r = train_plain(space, space.full(), data, epochs=a.epochs, seed=seed, out=out / f"full-s{seed}.pt",
+                                resume=True, progress=False)
+                runs[f"full-s{seed}"] = {"test_acc": r.test_acc}
+                write_json(rep_path, report)
+    report["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    write_json(rep_path, report)
+
+
+if __name__ == "__main__":
+    main()
