@@ -21,8 +21,10 @@ FORBIDDEN = {  # package -> packages it may not import
     "pruning": ("tables", "cli", "quickstart"),
     "tables": ("cli", "quickstart"),
     "quickstart": ("cli",),
-    "files": ("latency", "pruning", "tables", "cli", "quickstart", "devices"),
-    "errors": ("latency", "pruning", "tables", "cli", "quickstart", "devices", "files"),
+    "files": ("latency", "pruning", "tables", "cli", "quickstart", "devices", "schemas", "outputs"),
+    "schemas": ("latency", "pruning", "tables", "cli", "quickstart", "devices", "outputs"),
+    "outputs": ("latency", "pruning", "tables", "cli", "quickstart", "devices", "schemas", "files"),
+    "errors": ("latency", "pruning", "tables", "cli", "quickstart", "devices", "files", "schemas", "outputs"),
 }
 
 

@@ -166,11 +166,11 @@ def _write_gz(path, obj):
 
 
 @pytest.mark.parametrize("kind, msg", [
-    ("damaged", "damaged or not a LUT file"),
-    ("truncated", "damaged or not a LUT file"),
-    ("schema", "unknown LUT schema 'prune-lut.lut/99'"),
-    ("foreign", "unknown LUT schema None"),
-    ("badentry", "damaged LUT file"),
+    ("damaged", "damaged or truncated gzip data"),
+    ("truncated", "damaged or truncated gzip data"),
+    ("schema", "schema 'prune-lut.lut/99' found; this prune-lut reads lookup tables of schema prune-lut.lut/1"),
+    ("foreign", "not a lookup table: it names no schema"),
+    ("badentry", "entries.k: key 'k' is not a layer key"),
     ("missing", "no such LUT file"),
 ])
 def test_bad_files_refused_in_one_line(tmp_path, kind, msg):

@@ -65,7 +65,7 @@ def test_quickstart_bad_input(tmp_path):
     r = CliRunner().invoke(main, ["quickstart", "--out", str(tmp_path), "--budget-share", "1.5"])
     assert r.exit_code == 2 and "--budget-share" in r.output
     r = CliRunner().invoke(main, ["quickstart", "--out", str(tmp_path), "--verify", "0"])
-    assert r.exit_code == 2 and "--verify must be >= 1" in r.output and not list(tmp_path.iterdir())
+    assert r.exit_code == 2 and "--verify must be an integer in 1..1000" in r.output and not list(tmp_path.iterdir())
 
 
 @pytest.mark.slow

@@ -267,17 +267,19 @@ def test_verify_refuses_a_device_this_host_cannot_measure_before_searching(check
     assert not out.exists() and not state_path(out).exists()  # refused before any evaluation
 
 
-def test_verify_on_a_board_over_ssh(checkpoint, lut_path, full_ms, tmp_path):
-    """`search --verify 1 --host board`: a board's table (rpi5 profile) verified through a real sshd on
-    loopback, in a subprocess (ssh options are process-wide)."""
+@pytest.mark.parametrize("profile, threads", [("rpi5", 4), ("cpu", 1)])
+def test_verify_on_a_board_over_ssh(checkpoint, lut_path, full_ms, tmp_path, profile, threads):
+    """`search --verify 1 --host board`: a board's table (rpi5 profile), and a table of a profile that
+    is no board (cpu: --host was once ignored for it and the archs measured here, without a word),
+    verified through a real sshd on loopback, in a subprocess (ssh options are process-wide)."""
     import sshd as sshd_mod
     from prune_lut.devices import get_device
 
     if sshd_mod.skip_reason():
         pytest.skip(sshd_mod.skip_reason())
     lut = LUT.load(lut_path)
-    lut.device = get_device("rpi5").to_dict()
-    board = tmp_path / "rpi5.lut.json.gz"
+    lut.device = get_device(profile).to_dict()
+    board = tmp_path / f"{profile}.lut.json.gz"
     lut.save(board)
     server = sshd_mod.SSHServer(tmp_path / "sshd").start()
     try:
@@ -290,6 +292,6 @@ def test_verify_on_a_board_over_ssh(checkpoint, lut_path, full_ms, tmp_path):
         server.stop()
     assert r.returncode == 0, r.stderr[-3000:]
     ver = json.loads(out.read_text())["verified"]
-    assert ver["measured_on"]["rpi5"]["host"] == "board" and ver["measured_on"]["rpi5"]["threads"] == 4
-    pred = json.loads(out.read_text())["top"][0]["latency_ms"]["rpi5"]
-    assert 0.25 < pred / ver["archs"][0]["measured_ms"]["rpi5"] < 4
+    assert ver["measured_on"][profile]["host"] == "board" and ver["measured_on"][profile]["threads"] == threads
+    pred = json.loads(out.read_text())["top"][0]["latency_ms"][profile]
+    assert 0.25 < pred / ver["archs"][0]["measured_ms"][profile] < 4

@@ -172,7 +172,11 @@ BAD = [
     (lambda d: d["genes"].update(bogus=3), "unknown gene 'bogus'"),
     (lambda d: d["genes"].update(stage2=23), "gene 'stage2': width 23 is not on the grid"),
     (lambda d: d["genes"].update(stage2=48), "gene 'stage2': width 48 exceeds the base width 24"),
-    (lambda d: d["genes"].update(stage2="x"), "gene 'stage2': width must be an integer"),
+    (lambda d: d["genes"].update(stage2="x"), r"genes.stage2: expected an integer, found 'x'"),
+    (lambda d: d["genes"].update(stage2=True), r"genes.stage2: expected an integer, found true"),
+    (lambda d: d.update(resolution="8"), r"resolution: expected an integer, found '8'"),
+    (lambda d: d.update(multiple=100000), r"multiple: expected a number <= 256, found 100000"),
+    (lambda d: d.update(extra=1), r"extra: unknown field"),
 ]
 
 

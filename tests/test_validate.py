@@ -151,7 +151,7 @@ def test_json_and_refusals(built, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{\"schema\": \"something-else\"}")
     r = run(main, ["validate", "--from-record", str(bad)])
-    assert r.exit_code == 2 and "not a validation record" in r.stderr
+    assert r.exit_code == 2 and "schema 'something-else' found" in r.stderr
     damaged = tmp_path / "damaged.json.gz"
     damaged.write_bytes(gzip.compress(b"{not json"))
     r = run(main, ["validate", "--lut", str(damaged)])

@@ -9,14 +9,15 @@ from .options import echo_json, json_option
 
 
 def _arch_row(pred, lut, lut_path, f: str, per_layer: bool) -> dict:
+    from ..latency.lutfile import space_difference
     from ..latency.model_predict import predict_layers
     from ..pruning.arch import load_arch
 
     sp, arch = load_arch(f)
     if sp.hash != lut.space_hash:
-        raise UserError(f"{f}: the arch is from another space ({sp.family} at {sp.resolution}, hash {sp.hash}) "
-                        f"than {lut_path} ({lut.space.get('family')} at {lut.space.get('resolution')}, hash "
-                        f"{lut.space_hash}); use a table built for the arch's space")
+        diff = space_difference(lut.space, sp.describe(), here=str(lut_path), there="the arch")
+        raise UserError(f"{f}: the arch is from another space than {lut_path} ({diff}); use a table built for the "
+                        "arch's space")
     specs = sp.layer_specs(arch)
     row = {"arch": f, **pred.predict(specs).to_dict(), "calibration": pred.calibration_source, "macs": sp.macs(arch),
            "params": sp.params(arch)}

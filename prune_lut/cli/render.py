@@ -15,7 +15,9 @@ def lut_info_lines(path, i: dict) -> list[str]:
            f"{', ' + pv['gpu'] if pv.get('gpu') else ''}), {pv.get('date')}, threads {pv.get('threads')}, "
            f"{pv.get('precision')}, onnxruntime {pv.get('onnxruntime')}, torch {pv.get('torch')}",
            f"  entries {c['entries']} of {c['space_keys']} keys: {c['measured']} measured, {c['predicted']} predicted"
-           f"{'' if c['complete'] else ' (INCOMPLETE)'}{', shard ' + c['shard'] if c['shard'] else ''}; "
+           + (f", {c['not_in_space']} not keys of this space (e.g. {c['foreign_keys'][0]})" if c.get("not_in_space")
+              else "")
+           + f"{'' if c['complete'] else ' (INCOMPLETE)'}{', shard ' + c['shard'] if c['shard'] else ''}; "
            f"median spread {100 * (i['median_rel_spread'] or 0):.1f}%"]
     if b:
         out.append(f"  build: {b.get('elapsed_s', 0) / 60:.1f} min, {b.get('networks_done')} networks profiled")
@@ -38,7 +40,8 @@ def lut_info_lines(path, i: dict) -> list[str]:
     if i["calibration"]:
         h = f.get("heldout") or {}
         out.append(f"  calibration: {i['calibration']['model']}"
-                   + (f", held-out median error {h['median_abs_pct']:.1f}%, {100 * h['within_10']:.0f}% within +-10%"
+                   + (f", held-out median error {h['median_abs_pct']:.1f}%, {100 * (h.get('within_10') or 0):.0f}% "
+                      "within +-10%"
                       if h.get("median_abs_pct") is not None else ""))
     return out
 

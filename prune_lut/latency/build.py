@@ -70,21 +70,24 @@ def parse_shard(shard: str | None) -> tuple[int, int] | None:
 
 
 def open_table(out: str | Path, device, meter, space: dict, keys: list[str], shard: str | None = None,
-               resume: bool = False) -> tuple[LUT, list[str]]:
+               resume: bool = False, force: bool = False) -> tuple[LUT, list[str]]:
     """The table a build writes, and the keys this build (or shard) measures.
 
     A new table records this host's provenance (``meter.info()``, the device's protocol, the date)
     and ``space``, an opaque description holding at least ``hash``; with ``resume`` an existing
-    table is reopened, refused when it was built for another space, device profile or shard.
+    table is reopened, refused when it was built for another space, device profile or shard; with
+    ``force`` a new table replaces it (at the first save); with neither, an existing table is refused.
     """
     out = Path(out)
     sh = parse_shard(shard)
     keys = sorted(keys)
     targets = keys[sh[0] - 1::sh[1]] if sh else keys
-    if out.exists() and not resume:
-        raise UserError(f"{out} exists; pass --resume to continue that build, or choose another --out")
-    if out.exists():
-        lut = LUT.load(out, space_hash=space["hash"])
+    if resume and force:
+        raise UserError("give --resume (continue the build in --out) or --force (start it over), not both")
+    if out.exists() and not (resume or force):
+        raise UserError(f"{out} exists; pass --resume to continue that build, or --force to start over")
+    if out.exists() and resume:
+        lut = LUT.load(out, space_hash=space["hash"], space=space)
         if lut.device != device.to_dict():
             raise UserError(f"{out} was measured with another profile of device {lut.device.get('name')!r}; "
                             f"resume it with that profile, or build into another --out")
@@ -309,7 +312,8 @@ def build_table(lut: LUT, path: str | Path, meter, plan: Callable[[list[str]], I
                 bar.update(len(chunk))
         finally:
             bar.close()
-            lut.save(path)  # also on Ctrl-C; a kill -9 loses at most SAVE_EVERY_S of profiling
+            if measured_any or lut.entries:  # also on Ctrl-C; a kill -9 loses at most SAVE_EVERY_S; a first
+                lut.save(path)  # group that failed leaves no empty table (or replaces none, with --force)
 
     run_pass([k for k in targets if k not in lut.measured_keys()], "profiling")
     over_budget = time_budget_s is not None and elapsed() >= time_budget_s

@@ -1,6 +1,6 @@
 """LUT files: gzip JSON, versioned, never pickled, written atomically.
 
-Layout (schema ``prune-lut.lut/1``)::
+Layout (schema ``prune-lut.lut/1``, checked on load by ``schemas.Table``)::
 
     {"schema": "prune-lut.lut/1",
      "device": {...profile...},            # the device profile the table was measured with
@@ -17,10 +17,10 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import schemas
 from ..errors import UserError
 from ..files import write_atomic
 
@@ -72,30 +72,42 @@ class LUT:
         write_atomic(path, write)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, space_hash: str | None = None) -> "LUT":
-        """Read a LUT file; refuse a damaged file, another schema, or (given ``space_hash``) another space."""
+    def load(cls, path: str | os.PathLike, space_hash: str | None = None, space: dict | None = None) -> "LUT":
+        """Read a LUT file, checked against its schema (``schemas.Table``); refuse a damaged file, another
+        schema, or (given ``space_hash``) a table of another space, naming the option that differs when
+        ``space`` (the expected space's description) is given."""
         p = Path(path)
-        if not p.is_file():
+        if p.is_dir():
+            raise UserError(f"{p} is a folder, not a LUT file; give the table file (e.g. {p}/cpu.json.gz)")
+        if not p.exists():
             raise UserError(f"{p}: no such LUT file; build one with `prune-lut build --device DEVICE`")
-        try:
-            with gzip.open(p, "rt", encoding="utf-8") as f:
-                d = json.load(f)
-        except (OSError, EOFError, zlib.error, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise UserError(f"{p}: damaged or not a LUT file ({type(e).__name__}); rebuild it or fetch it again") from None
-        if not isinstance(d, dict) or d.get("schema") != SCHEMA:
-            got = d.get("schema") if isinstance(d, dict) else None
-            raise UserError(f"{p}: unknown LUT schema {got!r} (this prune-lut reads {SCHEMA}); "
-                            "upgrade prune-lut or rebuild the table")
-        try:
-            lut = cls(device=d["device"], provenance=d["provenance"], space=d["space"], entries=d["entries"],
-                      reference=d.get("reference"), calibration=d.get("calibration"),
-                      regressor=d.get("regressor"), extra=d.get("extra") or {})
-            for k, e in lut.entries.items():
-                if e["source"] not in SOURCES or not e["median_ms"] >= 0:
-                    raise ValueError(k)
-        except (KeyError, TypeError, ValueError) as e:
-            raise UserError(f"{p}: damaged LUT file (bad field {e}); rebuild it or fetch it again") from None
+        d = schemas.load(p, "table", gz=True)
+        lut = cls(device=d["device"], provenance=d["provenance"], space=d["space"], entries=d["entries"],
+                  reference=d.get("reference"), calibration=d.get("calibration"), regressor=d.get("regressor"),
+                  extra=d.get("extra") or {})
         if space_hash is not None and lut.space_hash != space_hash:
-            raise UserError(f"{p}: table covers another space (hash {lut.space_hash}, expected {space_hash}: "
-                            f"{lut.space.get('family')} at {lut.space.get('resolution')}); build one for this space")
+            raise UserError(f"{p}: the table covers another space ({space_difference(lut.space, space or {})}; "
+                            f"hash {lut.space_hash}, expected {space_hash}); use or build a table for this space")
         return lut
+
+
+SPACE_OPTIONS = ("family", "resolution", "num_classes", "in_channels", "small_input", "multiple", "grid", "rounding")
+OPTION_NAMES = {"family": "--family", "resolution": "--resolution", "num_classes": "--num-classes",
+                "in_channels": "--in-channels", "small_input": "--small-input", "multiple": "--multiple",
+                "grid": "grid", "rounding": "rounding"}
+
+
+def space_difference(have: dict, want: dict, here: str = "the table", there: str = "this one") -> str:
+    """Which options two space descriptions differ in, e.g. ``--multiple 16 in the table, 8 in this one``."""
+    defaults = {"in_channels": 3, "small_input": False, "multiple": 1, "rounding": "round"}
+    diff = []
+    for k in SPACE_OPTIONS:
+        a, b = have.get(k, defaults.get(k)), want.get(k, defaults.get(k))
+        if a != b and k in want:
+            shown = (lambda v: f"{len(v)} ratios" if isinstance(v, list) else v)
+            diff.append(f"{OPTION_NAMES[k]} {shown(a)} in {here}, {shown(b)} in {there}")
+    if diff:
+        return "; ".join(diff)
+    if not want:
+        return f"{have.get('family')} at {have.get('resolution')}, multiple {have.get('multiple')}"
+    return "same options, other widths: the family's definition changed since one of them was made"

@@ -26,6 +26,15 @@ def merge(luts: list[LUT], names: list[str] | None = None) -> LUT:
     if len(luts) < 2:
         raise UserError("lut merge needs at least two files")
     first = luts[0]
+    seen: dict[tuple, str] = {}
+    for lut, name in zip(luts, names):  # each shard once: a shard twice adds nothing and hides a missing one
+        shard, p = lut.extra.get("shard"), lut.provenance
+        build = (shard, p.get("host"), p.get("date")) if shard is None else (shard,)
+        if build in seen:
+            raise UserError(f"{name} and {seen[build]} are " + (
+                f"both shard {shard}; merge each shard once" if shard else
+                f"the same build ({p.get('host')}, {p.get('date')}); merge each table once"))
+        seen[build] = name
     for lut, name in zip(luts[1:], names[1:]):
         if lut.space_hash != first.space_hash:
             raise UserError(f"{name} covers another space ({lut.space.get('family')} hash {lut.space_hash}) than "
@@ -52,18 +61,27 @@ def merge(luts: list[LUT], names: list[str] | None = None) -> LUT:
             if have is None or have["source"] == "predicted":
                 out.entries[k] = copy.deepcopy(e)
                 continue
-            for f in ("obs", "refs", "spreads"):
-                have[f] = (have.get(f, [0.0] * len(have["obs"])) + e.get(f, [0.0] * len(e["obs"])))[:MAX_OBS]
+            have.update({f: (_observations(have, f) + _observations(e, f))[:MAX_OBS]
+                         for f in ("obs", "refs", "spreads")})
             have["median_ms"] = float(np.median(have["obs"]))
             have["spread_ms"] = float(np.median(have["spreads"]))
             have["reps"] += e["reps"]
         out.extra["networks"] += lut.extra.get("networks", [])
     held = {n["id"] for n in out.extra["networks"] if n.get("heldout")}
     out.extra["sum_to_e2e"] = fit_sum_to_e2e(out, held)
-    out.extra["build"] = {"elapsed_s": sum(lut.extra.get("build", {}).get("elapsed_s", 0) for lut in luts),
-                          "networks_done": sum(lut.extra.get("build", {}).get("networks_done", 0) for lut in luts),
+    builds = [lut.extra.get("build") or {} for lut in luts]
+    out.extra["build"] = {"elapsed_s": sum(b.get("elapsed_s", 0) for b in builds),
+                          "networks_done": sum(b.get("networks_done", 0) for b in builds),
                           "merged": len(luts)}
     return out
+
+
+def _observations(e: dict, field: str) -> list[float]:
+    """An entry's in-context observations (``obs``, their ``refs`` and ``spreads``); an entry that kept
+    none (tables written by hand, or before observations were kept) counts as one, taken quietly."""
+    if "obs" not in e:
+        return {"obs": [e["median_ms"]], "spreads": [e["spread_ms"]], "refs": [0.0]}[field]
+    return list(e.get(field) or [0.0] * len(e["obs"]))
 
 
 def info(lut: LUT) -> dict:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import os
 
+from .. import schemas
 from ..errors import UserError
 from ..files import read_json, write_json
 from .space import PAPER_GRID, ChannelSpace, get_space
 
-SPACE_KEYS = ("family", "resolution", "num_classes", "in_channels", "small_input", "grid", "multiple", "rounding")
 
 
 def arch_to_dict(space: ChannelSpace, arch: dict[str, int]) -> dict:
@@ -17,22 +17,15 @@ def arch_to_dict(space: ChannelSpace, arch: dict[str, int]) -> dict:
 
 
 def arch_from_dict(d: dict, source: str = "arch") -> tuple[ChannelSpace, dict[str, int]]:
-    """Rebuild (space, arch) from an arch JSON object, validating every gene."""
-    if not isinstance(d, dict):
-        raise UserError(f"{source}: expected a JSON object with 'family' and 'genes'")
-    for k in ("family", "genes"):
-        if k not in d:
-            raise UserError(f"{source}: missing field {k!r}; an arch JSON needs 'family' and 'genes'")
-    unknown = set(d) - set(SPACE_KEYS) - {"genes"}
-    if unknown:
-        raise UserError(f"{source}: unknown field {sorted(unknown)[0]!r}; allowed: {', '.join(SPACE_KEYS + ('genes',))}")
+    """Rebuild (space, arch) from an arch JSON object (``schemas.Arch``), validating every gene."""
+    schemas.validate(d, "arch", source)
     try:
-        space = get_space(d["family"], resolution=int(d.get("resolution", 224)),
-                          num_classes=int(d.get("num_classes", 1000)), in_channels=int(d.get("in_channels", 3)),
-                          small_input=bool(d.get("small_input", False)), grid=tuple(d.get("grid", PAPER_GRID)),
-                          multiple=int(d.get("multiple", 1)), rounding=str(d.get("rounding", "round")))
-    except (TypeError, ValueError) as e:
-        raise UserError(f"{source}: bad space option ({e})") from e
+        space = get_space(d["family"], resolution=d.get("resolution", 224), num_classes=d.get("num_classes", 1000),
+                          in_channels=d.get("in_channels", 3), small_input=d.get("small_input", False),
+                          grid=tuple(d.get("grid") or PAPER_GRID), multiple=d.get("multiple", 1),
+                          rounding=d.get("rounding", "round"))
+    except UserError as e:
+        raise UserError(f"{source}: {e}") from None
     try:
         return space, space.check_arch(d["genes"])
     except UserError as e:
@@ -44,4 +37,4 @@ def save_arch(path: str | os.PathLike, space: ChannelSpace, arch: dict[str, int]
 
 
 def load_arch(path: str | os.PathLike) -> tuple[ChannelSpace, dict[str, int]]:
-    return arch_from_dict(read_json(path), source=str(path))
+    return arch_from_dict(read_json(path, what="arch JSON"), source=str(path))

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..errors import UserError
+from ..errors import ParamError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,20 @@ class _Targets(Dataset):
         return self.folder[i]
 
 
+def _load_image(path: str):
+    """An image file as RGB; a file that is not a readable image is refused in one line naming it
+    (torchvision's loader raises deep inside the training loop)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            return img.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"imagefolder: {path} is not a readable image ({first}); remove or replace it") from None
+
+
 def _imagefolder(path: str, resolution: int) -> tuple[_Targets, _Targets, int]:
     from torchvision import transforms
     from torchvision.datasets import ImageFolder
@@ -171,7 +185,8 @@ def _imagefolder(path: str, resolution: int) -> tuple[_Targets, _Targets, int]:
     te = transforms.Compose([transforms.Resize(int(resolution * 256 / 224)), transforms.CenterCrop(resolution),
                              transforms.ToTensor(), norm])
     try:
-        train, test = ImageFolder(str(d / "train"), tr), ImageFolder(str(d / "val"), te)
+        train, test = (ImageFolder(str(d / "train"), tr, loader=_load_image),
+                       ImageFolder(str(d / "val"), te, loader=_load_image))
     except (FileNotFoundError, RuntimeError) as e:
         raise UserError(f"imagefolder: {d}: {e}") from None
     if train.classes != test.classes:
@@ -236,6 +251,11 @@ def load_data(spec: str, resolution: int | None = None, val_per_class: int | Non
     kind, path = parse_spec(spec)
     if resolution is not None and resolution < 1:
         raise UserError(f"resolution must be positive, got {resolution}")
+    for name, v, whole in (("val_per_class", val_per_class, "the data set's default"),
+                           ("train_per_class", train_per_class, "the whole training set"),
+                           ("test_per_class", test_per_class, "the whole test set")):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ParamError(name, f"must be an integer >= 1, got {v!r} (leave it out for {whole})")
     if kind == "digits":
         train, test, ncls = _digits()
     elif kind == "fashion-mnist":
@@ -246,20 +266,20 @@ def load_data(spec: str, resolution: int | None = None, val_per_class: int | Non
         train, test, ncls = _imagefolder(path, resolution or 224)
     y = train.y
     if split is None:
-        split = make_split(y, val_per_class or DEFAULT_VAL_PER_CLASS[kind], seed)
-        if train_per_class:
+        split = make_split(y, DEFAULT_VAL_PER_CLASS[kind] if val_per_class is None else val_per_class, seed)
+        if train_per_class is not None:
             tr = torch.tensor(split["train"])
             keep = _per_class_take(y[tr], lambda n: min(n, train_per_class), torch.Generator().manual_seed(seed + 1))
             split = {**split, "train": tr[keep].tolist(), "train_per_class": train_per_class}
     else:
         n = len(y)
         idx = list(split.get("train", [])) + list(split.get("val", []))
-        if not idx or max(idx) >= n or len(set(idx)) != len(idx):
+        if not split.get("train") or not split.get("val") or max(idx) >= n or len(set(idx)) != len(idx):
             raise UserError(f"the saved data split does not fit {spec!r} ({n} training images); "
                             "was the checkpoint trained on another data set?")
         split = {**split, "train": list(split["train"]), "val": list(split["val"])}
     tr_idx, va_idx = torch.tensor(split["train"]), torch.tensor(split["val"])
-    if test_per_class:
+    if test_per_class is not None:
         keep = _per_class_take(test.y, lambda n: min(n, test_per_class), torch.Generator().manual_seed(54321))
         test = TensorImages(test.x[keep], test.y[keep]) if isinstance(test, TensorImages) else Subset(test, keep.tolist())
 
@@ -278,7 +298,7 @@ def load_data(spec: str, resolution: int | None = None, val_per_class: int | Non
         from torchvision.datasets import ImageFolder
 
         res = resolution or 224
-        val_folder = ImageFolder(train.folder.root, test.folder.transform)
+        val_folder = ImageFolder(train.folder.root, test.folder.transform, loader=_load_image)
         sub_train, sub_val = Subset(train, tr_idx.tolist()), Subset(val_folder, va_idx.tolist())
         channels = 3
     log.info("data %s: %d sub-train, %d sub-val, %d test images, %d classes, %dx%d", spec, len(sub_train),

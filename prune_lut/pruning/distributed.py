@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import ParamError
+
 log = logging.getLogger(__name__)
 _BN_GROUP = None
 
@@ -51,8 +53,28 @@ class Dist:
         return t / self.world
 
 
+DEVICES = "auto, cpu or cuda"
+
+
+def check_device(device: str) -> str:
+    """``device`` when this host can train on it: ``auto``, ``cpu``, or ``cuda`` (``cuda:N``) with a GPU."""
+    if device in ("auto", "cpu"):
+        return device
+    kind, _, index = str(device).partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ParamError("device", f"must be {DEVICES}, got {device!r}")
+    if not torch.cuda.is_available():
+        raise ParamError("device", f"{device}: torch {torch.__version__} sees no CUDA GPU on this host; "
+                                   "use --device cpu (or auto)")
+    if index and int(index) >= torch.cuda.device_count():
+        raise ParamError("device", f"{device}: this host has {torch.cuda.device_count()} CUDA GPU(s) (cuda:0.."
+                                   f"cuda:{torch.cuda.device_count() - 1})")
+    return device
+
+
 def setup(device: str = "auto") -> Dist:
     """Join the torchrun process group if there is one, and pick this process's device."""
+    check_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))

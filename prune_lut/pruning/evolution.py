@@ -223,13 +223,14 @@ class Evolution:
     def load_state(self, st: dict) -> None:
         """Restore :meth:`state`; refuses a state from another search (other genes or settings)."""
         if not isinstance(st, dict) or st.get("schema") != STATE_SCHEMA:
-            raise UserError("search state file is damaged or of another version; delete it to start over")
+            raise UserError("the search state is damaged or of another version")
         if st["genes"] != list(self.genes):
-            raise UserError("search state belongs to another space (its genes differ); delete it to start over")
+            raise UserError("the search state belongs to another space (its genes differ)")
         if st["config"] != asdict(self.config):
-            diff = sorted(k for k in st["config"] if st["config"][k] != asdict(self.config).get(k))
+            want = asdict(self.config)
+            diff = sorted(k for k in set(st["config"]) | set(want) if st["config"].get(k) != want.get(k))
             raise UserError(f"--resume with other settings than the interrupted search ({', '.join(diff)}); "
-                            "use the same options, or delete the state file to start over")
+                            "use the same options")
         version, internal, gauss = st["rng"]
         self.rng.setstate((version, tuple(internal), gauss))
         self.generation = int(st["generation"])

@@ -13,8 +13,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Union
 
-from ..errors import UserError
+from ..errors import ParamError, UserError
 from ..latency.spec import LayerSpec
+from ..schemas import SPACE_LIMITS
 
 Ref = Union[str, int]  # a gene name, or a fixed channel count (image channels, classes)
 
@@ -169,8 +170,10 @@ class ChannelSpace:
     def __post_init__(self) -> None:
         if self.family not in registry():
             raise UserError(f"unknown family {self.family!r}; choose one of: {', '.join(sorted(FAMILIES))}")
-        if self.multiple < 1:
-            raise UserError(f"multiple must be >= 1, got {self.multiple}")
+        for name, (lo, hi) in SPACE_LIMITS.items():  # the sizes a space may have (schemas.SPACE_LIMITS)
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ParamError(name, f"must be an integer in {lo}..{hi}, got {v!r}")
         if self.rounding not in ROUNDINGS:
             raise UserError(f"unknown grid rounding {self.rounding!r}; choose one of: {', '.join(ROUNDINGS)}")
         if self.rounding == "floor" and self.multiple != 1:

@@ -19,13 +19,15 @@ from .networks import space_network
 
 def build_space_table(space: ChannelSpace, device: Device, out: str | os.PathLike, meter=None,
                       time_budget_min: float | None = None, shard: str | None = None, resume: bool = False,
-                      seed: int = 0, heldout: int = 8, group: int = 4, progress: bool = True) -> LUT:
-    """Measure (or resume measuring) every key of ``space`` on ``device`` into the LUT file ``out``."""
+                      seed: int = 0, heldout: int = 8, group: int = 4, progress: bool = True,
+                      force: bool = False) -> LUT:
+    """Measure (or resume measuring) every key of ``space`` on ``device`` into the LUT file ``out``
+    (``force``: a new table replaces an existing ``out``)."""
     from ..latency.measure import get_meter
 
     meter = meter or get_meter(device)
     lut, targets = open_table(out, device, meter, {**space.describe(), "hash": space.hash}, list(all_specs(space)),
-                              shard, resume)
+                              shard, resume, force)
     rng = random.Random(seed + 1)
     held = [space_network(space, space.random(rng), device.batch) for _ in range(heldout)]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+from typing import Callable
 
 from ..errors import UserError
 from ..latency.spec import LayerSpec
@@ -53,6 +54,65 @@ def all_specs(space: ChannelSpace) -> dict[str, LayerSpec]:
     """Every layer spec any arch of ``space`` can produce, by key (sorted)."""
     keys = {k for pk in position_keys(space) for k in pk.values()}
     return {k: LayerSpec.from_key(k) for k in sorted(keys)}
+
+
+FIELDS = ("cin", "cout", "groups")  # the spec fields a gene's width can set
+
+
+def key_checker(space: ChannelSpace) -> Callable[[str], bool]:
+    """Whether a table key is one some arch of ``space`` produces, without enumerating every key
+    (``all_specs`` takes seconds at 224): per layer position, the fields each gene sets (found by
+    moving one gene at a time), and a key matches a position when its other fields are the
+    position's and each gene-set field holds a width of that gene (one width per gene)."""
+    full = space.full()
+    base = space.layer_specs(full)
+    setters: list[dict[str, str]] = [{} for _ in base]
+    for name, g in space.genes.items():
+        if len(g.choices) < 2:
+            continue
+        other = space.layer_specs({**full, name: g.choices[0]})
+        for i, (a, b) in enumerate(zip(base, other)):
+            for f in FIELDS:
+                if getattr(a, f) != getattr(b, f):
+                    if (getattr(a, f), getattr(b, f)) != (g.base, g.choices[0]):  # not a width: enumerate
+                        keys = set(all_specs(space))
+                        return keys.__contains__
+                    setters[i][f] = name
+    positions: dict[tuple, list[tuple[LayerSpec, dict[str, str]]]] = {}
+    for spec, st in zip(base, setters):
+        positions.setdefault((spec.op, spec.size, spec.kernel, spec.stride, spec.act, spec.residual), []).append(
+            (spec, st))
+    choices = {n: set(g.choices) for n, g in space.genes.items()}
+
+    def fits(s: LayerSpec, spec: LayerSpec, st: dict[str, str]) -> bool:
+        chosen: dict[str, int] = {}
+        for f in FIELDS:
+            v = getattr(s, f)
+            gene = st.get(f)
+            if gene is None:
+                if v != getattr(spec, f):
+                    return False
+            elif v not in choices[gene] or chosen.setdefault(gene, v) != v:
+                return False
+        return True
+
+    def check(key: str) -> bool:
+        try:
+            s = LayerSpec.from_key(key)
+        except ValueError:
+            return False
+        return any(fits(s, spec, st) for spec, st in positions.get(
+            (s.op, s.size, s.kernel, s.stride, s.act, s.residual), ()))
+
+    return check
+
+
+def table_coverage(space: ChannelSpace, entries) -> dict:
+    """How a table's entry keys cover ``space``: the space's key count, the entries that are keys of
+    the space, and those that are not (a renamed or foreign key covers nothing)."""
+    check = key_checker(space)
+    foreign = sorted(k for k in entries if not check(k))
+    return {"in_space": len(entries) - len(foreign), "not_in_space": len(foreign), "foreign_keys": foreign[:3]}
 
 
 def covering_archs(space: ChannelSpace, keys=None, seed: int = 0) -> list[dict[str, int]]:

@@ -14,8 +14,9 @@ import logging
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .. import schemas
 from ..errors import ParamError, UserError
-from ..files import read_json, write_json
+from ..files import write_json
 from ..latency import validate as V
 from ..latency.lutfile import LUT
 from ..latency.predictor import Predictor
@@ -31,8 +32,9 @@ def table_space(lut: LUT, source: str = "LUT") -> ChannelSpace:
     """The channel space a LUT covers (refused when its description no longer gives the recorded hash)."""
     try:
         space = ChannelSpace.from_description(lut.space)
-    except (KeyError, TypeError, ValueError) as e:
-        raise UserError(f"{source}: the table's space description is incomplete ({e}); rebuild the table") from None
+    except (KeyError, TypeError, ValueError, UserError) as e:
+        raise UserError(f"{source}: the table's space description is incomplete or invalid ({e}); "
+                        "rebuild the table") from None
     if lut.space_hash and space.hash != lut.space_hash:
         raise UserError(f"{source}: the table's space hash {lut.space_hash} does not match its description "
                         f"({space.hash}): the family definition changed since it was built; rebuild the table")
@@ -109,15 +111,7 @@ def _written(record: dict, lut_path, record_path, command: str) -> dict:
 
 
 def load_record(path: str | Path) -> dict:
-    """A validation or calibration record, its report recomputed from its samples."""
-    rec = read_json(path)
-    if isinstance(rec, dict) and rec.get("schema") == "prune-lut.validation/1":
-        raise UserError(f"{path}: a record of prune-lut 0.1 (schema prune-lut.validation/1), whose measurements "
-                        "were scaled into the build's time; measure again with `prune-lut validate`")
-    if not isinstance(rec, dict) or rec.get("schema") != V.SCHEMA:
-        raise UserError(f"{path}: not a validation record (schema {V.SCHEMA}); write one with `prune-lut validate`")
-    try:
-        rec["report"] = V.compute_report(rec)
-    except (KeyError, TypeError, IndexError, ValueError) as e:
-        raise UserError(f"{path}: damaged validation record (bad field {e}); run `prune-lut validate` again") from None
+    """A validation or calibration record (``schemas.ValidationRecord``), its report recomputed from its samples."""
+    rec = schemas.load(path, "record")
+    rec["report"] = V.compute_report(rec)
     return rec

@@ -42,7 +42,7 @@ def load_budgets(space: ChannelSpace, luts: Sequence[str], latency_ms: Sequence[
     for path, ms in zip(luts, latency_ms):
         if not ms > 0:
             raise ParamError("latency_ms", f"must be > 0, got {ms}")
-        lut = LUT.load(path, space_hash=space.hash)
+        lut = LUT.load(path, space_hash=space.hash, space=space.describe())
         name = str((lut.device or {}).get("name") or Path(path).name.split(".")[0])
         base, i = name, 2
         while name in names:  # two tables of one device (e.g. two boards): keep both, distinctly named

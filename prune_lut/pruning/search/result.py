@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import asdict
 
+from ... import schemas
 from ...errors import ParamError, UserError
-from ...files import read_json
 from ..arch import arch_from_dict, arch_to_dict, save_arch
 from ..evolution import Evolution, EvolutionConfig, Scored, pareto_front
 from ..space import ChannelSpace
@@ -68,12 +68,8 @@ def build_result(space: ChannelSpace, constraints: Constraints, evo: Evolution, 
 
 
 def load_result(path: str | os.PathLike) -> dict:
-    """A search result JSON, checked for its schema."""
-    d = read_json(path)
-    if not isinstance(d, dict) or d.get("schema") != RESULT_SCHEMA or not isinstance(d.get("top"), list):
-        raise UserError(f"{path}: not a prune-lut search result (schema {RESULT_SCHEMA}); "
-                        "give the file `prune-lut search --out` wrote")
-    return d
+    """A search result JSON, checked against its schema (``schemas.SearchResult``)."""
+    return schemas.load(path, "result")
 
 
 def result_arch(result: dict, rank: int = 1, source: str = "result") -> tuple[ChannelSpace, Arch]:

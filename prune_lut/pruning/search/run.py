@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
+from ... import schemas
 from ...errors import UserError
-from ...files import read_json, write_json
+from ...files import write_json
 from ..evolution import Evolution, EvolutionConfig
 from ..space import ChannelSpace
 from .budgets import Constraints, LatencyBudget, load_budgets, uniform_baseline
@@ -41,23 +42,28 @@ def state_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.name.removesuffix(".json") + ".state.json")
 
 
-def _load_state(spath: Path, resume: bool, fingerprint: dict, config: EvolutionConfig) -> dict | None:
-    """The interrupted search's state when resuming it; refused when it is another search."""
-    if not spath.exists():
+START_OVER = "pass --force (without --resume) to start the search over"
+
+
+def _load_state(spath: Path, resume: bool, fingerprint: dict, config: EvolutionConfig,
+                force: bool = False) -> dict | None:
+    """The interrupted search's state when resuming it; refused when it is another search, or when
+    it is there and the caller neither resumes it nor starts over (``force``: ignored, replaced)."""
+    if resume and force:
+        raise UserError("give --resume (continue the search) or --force (start it over), not both")
+    if force or not (spath.exists() or spath.is_symlink()):
         if resume:
             log.warning("--resume: no state at %s, starting a new search", spath)
         return None
-    state = read_json(spath)
-    if not isinstance(state, dict) or not isinstance(state.get("evolution"), dict):
-        raise UserError(f"{spath}: damaged search state; delete it to start over")
+    state = schemas.load(spath, "state")
     if not resume:
-        raise UserError(f"{spath}: a search state is there (generation {state['evolution'].get('generation')}"
-                        f"/{config.generations}); pass --resume to continue it, or delete it to start over")
-    if state.get("fingerprint") != fingerprint:
-        old = state.get("fingerprint") or {}
+        raise UserError(f"{spath}: a search state is there (generation {state['evolution']['generation']}"
+                        f"/{config.generations}); pass --resume to continue it, or {START_OVER}")
+    if state["fingerprint"] != fingerprint:
+        old = state["fingerprint"]
         diff = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
         raise UserError(f"--resume: this search differs from the interrupted one in {', '.join(diff)}; "
-                        "use the same options or delete the state file to start over")
+                        f"use the same options, or {START_OVER}")
     return state
 
 
@@ -65,13 +71,14 @@ def run_search(space: ChannelSpace, constraints: Constraints, fitness: Callable[
                config: EvolutionConfig, out: str | os.PathLike, *, resume: bool = False,
                meta: dict | None = None, times: SearchTimes | None = None, top_k: int | None = None,
                progress: Callable[[str], None] | None = None, write: bool = True,
-               stop_after: int | None = None) -> dict:
+               stop_after: int | None = None, force: bool = False) -> dict:
     """Run (or resume) the evolution under ``constraints`` and write the result JSON to ``out``.
 
     ``fitness`` scores a batch of archs (accuracy in [0, 1]); ``meta`` goes into the result and is
     checked on ``resume`` (another checkpoint or budget refuses to resume). ``write`` False on
     non-zero ranks of a multi-process search. ``stop_after`` ends after that many generations of
-    this call (an interruption, for tests; returns {}). Returns the result dict.
+    this call (an interruption, for tests; returns {}). ``force`` starts over: an interrupted
+    search's state is ignored and replaced. Returns the result dict.
     """
     constraints.check_reachable()
     times = times or SearchTimes()
@@ -79,9 +86,14 @@ def run_search(space: ChannelSpace, constraints: Constraints, fitness: Callable[
     fingerprint = {"space_hash": space.hash, "budgets": constraints.describe(), **meta}
     spath = state_path(out)
     evo = Evolution({n: g.choices for n, g in space.genes.items()}, fitness, constraints.feasible, config)
-    state = _load_state(spath, resume, fingerprint, config)
+    state = _load_state(spath, resume, fingerprint, config, force)
     if state is not None:
-        evo.load_state(state["evolution"])
+        try:
+            evo.load_state(state["evolution"])
+            for s in evo.scored:  # widths off this space's grid would be priced by no table entry
+                space.check_arch(s.arch)
+        except UserError as e:
+            raise UserError(f"{spath}: {e}; {START_OVER}") from None
         baseline, history = state["baseline"], list(state.get("history", []))
         elapsed0 = float(state.get("elapsed_s", 0.0))
         log.info("resuming %s at generation %d/%d", spath, evo.generation, config.generations)
@@ -136,7 +148,7 @@ def search_checkpoint(checkpoint: str | os.PathLike, luts: Sequence[str], latenc
                       resume: bool = False, plot: str | os.PathLike | None = None, recal_batches: int = 4,
                       recal_batch_size: int = 128, top_k: int | None = None, threads: int = 1,
                       progress: Callable[[str], None] | None = None, stop_after: int | None = None,
-                      verifier: Verifier | None = None) -> dict:
+                      verifier: Verifier | None = None, force: bool = False) -> dict:
     """Search the space of ``checkpoint`` under the budgets; under torchrun, ranks share the evaluations.
 
     ``threads``: torch threads per process while scoring. One by default: the candidate networks
@@ -144,7 +156,8 @@ def search_checkpoint(checkpoint: str | os.PathLike, luts: Sequence[str], latenc
     2-core machine made BN recalibration up to 100x slower (docs/BENCHMARKS.md); use torchrun
     processes to use more cores. Writes ``out`` (and ``plot``) on rank 0 and returns the result (an
     empty dict on other ranks). ``verifier`` measures the best archs on the budget devices
-    afterwards and adds ``verified`` to the result.
+    afterwards and adds ``verified`` to the result. ``resume`` continues the interrupted search
+    beside ``out``, ``force`` starts over (see :func:`run_search`).
     """
     import torch
 
@@ -169,7 +182,7 @@ def search_checkpoint(checkpoint: str | os.PathLike, luts: Sequence[str], latenc
         meta = {"checkpoint": str(checkpoint), "fitness": fit.describe()}
         result = run_search(space, constraints, split_over_ranks(fit), config, out, resume=resume, meta=meta,
                             times=times, top_k=top_k, progress=progress if dist.main else None,
-                            write=dist.main, stop_after=stop_after)
+                            write=dist.main, stop_after=stop_after, force=force)
         if dist.main and verifier is not None and result:
             result["verified"] = verifier.verify(result, space)
             write_json(out, result)

@@ -42,7 +42,7 @@ class ArchSampler:
             from ...latency.lutfile import LUT
             from ...latency.predictor import Predictor
 
-            pred = Predictor(LUT.load(lut, space_hash=space.hash))
+            pred = Predictor(LUT.load(lut, space_hash=space.hash, space=space.describe()))
             self._predict = lambda a: pred.predict_ms(space.layer_specs(a))
         for name, rng, f in (("MACs", macs_range, space.macs), ("latency", latency_range, self._predict)):
             if rng is None:
