@@ -28,6 +28,7 @@ import torchvision
 
 from prune_lut.devices import get_device
 from prune_lut.files import write_json
+from prune_lut.latency.frame import frame_of
 from prune_lut.latency.lutfile import LUT
 from prune_lut.latency.measure import measure_many
 from prune_lut.latency.model_predict import predict_onnx
@@ -36,7 +37,8 @@ from prune_lut.latency.worker import cpu_model
 from prune_lut.lut_data import DATA_DIR
 from prune_lut.pruning.space import get_space
 from prune_lut.tables.build import build_space_table
-from prune_lut.tables.validate import calibrate_table
+from prune_lut.tables.networks import onnx_bytes
+from prune_lut.tables.validate import calibrate_table, table_space
 
 SHIPPED = DATA_DIR / "cpu-amd-epyc-mobilenet_v2-224.json.gz"
 
@@ -73,11 +75,18 @@ def main() -> None:
         models[f"{w:g}"] = {"onnx": str(path), "predicted_ms": p.ms, "low": p.low, "high": p.high,
                             "measured_share": p.measured_share, "counts": p.counts(), "unsupported": len(p.unsupported)}
     paths = [m["onnx"] for m in models.values()]
-    rounds = [[r.median_ms for r in measure_many("cpu", paths)] for _ in range(a.rounds)]
+    # the table's own reference net (the space's full member, prune-lut's export) in the same run: it tells
+    # the device's drift since the calibration from a difference between the two exports of one network
+    space = table_space(LUT.load(lut_path))
+    ref = onnx_bytes(space, space.full(), batch=1)
+    rounds = [[r.median_ms for r in measure_many("cpu", paths + [ref])] for _ in range(a.rounds)]
     for i, m in enumerate(models.values()):
         m["measured_ms"] = statistics.median(r[i] for r in rounds)
         m["error_pct"] = 100 * (m["predicted_ms"] / m["measured_ms"] - 1)
     rep["torchvision_mobilenet_v2"] = models
+    ref_ms = statistics.median(r[-1] for r in rounds)
+    rep["reference"] = {"measured_ms": ref_ms, "frame_ms": frame_of(pred.lut).get("reference_ms"),
+                        "predicted_ms": pred.predict_ms(space.layer_specs(space.full()))}
     # speed: a 100-layer model, in-process and as a new process. No ResNet table ships; the table of
     # resnet101's full-width member alone (grid 1.0: one network to profile) holds every key it needs.
     r101 = export(torchvision.models.resnet101(), out / "tv-resnet101.onnx")

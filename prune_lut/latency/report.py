@@ -10,7 +10,6 @@ import math
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
 
 from ..files import write_atomic
 
@@ -19,6 +18,8 @@ def _rank_corr(a, b) -> tuple[float | None, float | None]:
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None, None
+    from scipy import stats  # 1 s of imports: not on the path of every command (`predict`)
+
     return float(stats.spearmanr(a, b).statistic), float(stats.kendalltau(a, b).statistic)
 
 
