@@ -444,6 +444,8 @@ class ValidationRecord(Record):
             raise ValueError(f"a repeat measures sample {bad}, but the record has {n} samples")
         if self.calibration is not None and n < 5:
             raise ValueError(f"a calibration needs at least 5 samples (cross-validation), found {n}")
+        if self.previous_frame is not None and self.frame is None:
+            raise ValueError("previous_frame without frame: a calibration record names the frame it moved to")
         return self
 
 

@@ -272,6 +272,27 @@ def test_damaged_search_states(inputs):
     prop()
 
 
+def test_damages_the_fuzz_found_at_scale(inputs):
+    """Found by PRUNE_LUT_FUZZ_SCALE=5 (2026-12-01), kept as fixed cases: a calibration record without
+    the frame it moved to, and a search state without its uniform baseline."""
+    d = scratch()
+    try:
+        rec = json.loads(Path(inputs.records["calibrate"]).read_text())
+        assert rec.get("previous_frame"), "the calibration record names the frame it moved from"
+        del rec["frame"]
+        (d / "r.json").write_text(json.dumps(rec))
+        r = run_on(d, ["validate", "--from-record", d / "r.json"], [d / "r.json"], "record without frame")
+        assert r.exit_code == 2 and "previous_frame without frame" in r.stderr
+        state = json.loads(Path(inputs.search["state"]).read_text())
+        del state["baseline"]  # written as null when no uniform arch meets the budgets: the same meaning
+        (d / "r.state.json").write_text(json.dumps(state))
+        run_on(d, ["search", "--checkpoint", inputs.pn, "--lut", inputs.search["table"], "--latency-ms", 1.0,
+                   "--population", 4, "--generations", 1, "--parents", 2, "--resume", "--out", d / "r.json"],
+               [Path(inputs.search["table"])], "state without baseline", allowed=(0, 2))
+    finally:
+        shutil.rmtree(d)
+
+
 # ---- checkpoints -----------------------------------------------------------------------------------
 TENSOR_DAMAGE = ["delete", "none", "string", "float tensor", "empty tensor", "wrong shape", "drop a sub-key"]
 

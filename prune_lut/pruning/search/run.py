@@ -94,7 +94,7 @@ def run_search(space: ChannelSpace, constraints: Constraints, fitness: Callable[
                 space.check_arch(s.arch)
         except UserError as e:
             raise UserError(f"{spath}: {e}; {START_OVER}") from None
-        baseline, history = state["baseline"], list(state.get("history", []))
+        baseline, history = state.get("baseline"), list(state.get("history", []))  # None: no uniform arch fits
         elapsed0 = float(state.get("elapsed_s", 0.0))
         log.info("resuming %s at generation %d/%d", spath, evo.generation, config.generations)
     else:
