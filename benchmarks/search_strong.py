@@ -106,6 +106,7 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=20)
     ap.add_argument("--verify", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--pruningnet-only", action="store_true", help="stop after training the PruningNet")
     ap.add_argument("--search-only", action="store_true", help="stop before measuring and retraining")
     ap.add_argument("--measure-only", action="store_true", help="stop before retraining (measure on a quiet machine)")
     a = ap.parse_args()
@@ -130,6 +131,8 @@ def main() -> None:
     report.setdefault("pruningnet", {"seconds": time.perf_counter() - t0,
                                      "history": load_checkpoint(ckpt).header["history"]})
     write_json(rep_path, report)
+    if a.pruningnet_only:
+        return
     uniform = {}
     for r in sorted(set(space.grid)):
         uniform.setdefault(space.vector(space.uniform(r)), (r, space.uniform(r)))

@@ -306,6 +306,13 @@ class Verified(Record):
     winner_rank: Annotated[int, Field(ge=1)] | None = None
 
 
+class FitnessSettings(Record):
+    """How the search scored archs (export --weights pruningnet recalibrates the same way)."""
+
+    recal_batches: Annotated[int, Field(ge=1, le=10_000)]
+    recal_batch_size: Annotated[int, Field(ge=1, le=1 << 20)]
+
+
 class SearchResult(Record):
     """A search result (``pruning/search/result.py``)."""
 
@@ -320,6 +327,7 @@ class SearchResult(Record):
     pareto: dict[str, list[Ranked]] = {}
     evaluations: Count = 0
     checkpoint: str | None = None
+    fitness: FitnessSettings | None = None
     verified: Verified | None = None
 
     @model_validator(mode="after")

@@ -4,9 +4,11 @@ import random
 import pytest
 import torch
 
-from prune_lut.pruning.bn import recalibrate_bn
+from prune_lut.pruning.bn import fold_bn, recalibrate_bn
+from prune_lut.pruning.data import DataSplits, TensorImages
 from prune_lut.pruning.net import build_net
-from prune_lut.pruning.pruningnet import PruningNet, _key
+from prune_lut.pruning.pruningnet import KernelCache, PruningNet, _key
+from prune_lut.pruning.scoring import GeneratedNets, evaluate
 from prune_lut.pruning.space import Block, get_space
 
 
@@ -30,6 +32,14 @@ def test_every_family_generates_its_plain_network(family, bn):
     for name, m in net.convs.items():
         assert m[0].weight.shape == plain.convs[name][0].weight.shape
     assert torch.allclose(pn(x, arch), net(x), atol=1e-5)
+    cache = KernelCache()
+    for _ in range(2):  # generated, then from the cache: the same network
+        cached = pn.generate(arch, cache)
+        assert all(torch.equal(v, cached.state_dict()[k]) for k, v in net.state_dict().items())
+    assert cache.hits == cache.misses == len(net.convs)
+    folded = fold_bn(pn.generate(arch))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert torch.allclose(folded(x), net(x), atol=1e-4)
     pn.train()
     net.train()
     assert torch.allclose(pn(x, arch), net(x), atol=1e-4)  # batch statistics: same computation
@@ -78,6 +88,29 @@ def test_no_dead_kernels_at_init_every_block_gets_gradient():
         torch.nn.functional.cross_entropy(pn(torch.randn(16, 1, 8, 8), arch), y).backward()
         dead = [n for n, b in pn.blocks.items() if b.fc2.bias.grad.abs().sum() == 0]
         assert not dead
+
+
+def test_kernel_cache_stays_within_its_size():
+    cache = KernelCache(max_bytes=1000)
+    for i in range(50):
+        t = cache.get(("conv", i), lambda: torch.zeros(100))  # 400 bytes each
+        assert cache.get(("conv", i), lambda: None) is t
+    assert cache.bytes <= 1000 and cache.misses == 50 and cache.hits == 50
+    assert cache.get(("conv", 49), lambda: None) is not None  # the most recent survive
+
+
+def test_scored_accuracy_is_the_exported_networks():
+    """The fitness scores a folded, channels-last copy for speed: it must score what export writes."""
+    sp = small_space("mobilenet_v2", 8)
+    torch.manual_seed(0)
+    pn = PruningNet(sp, hidden=8)
+    gen = torch.Generator().manual_seed(0)
+    imgs = lambda n: TensorImages(torch.randn(n, 1, 8, 8, generator=gen), torch.randint(0, 10, (n,), generator=gen))  # noqa: E731
+    data = DataSplits("random", imgs(64), imgs(300), imgs(10), 10, 1, 8)
+    nets = GeneratedNets(pn, data, recal_batches=2, batch_size=32)
+    for arch in (sp.full(), sp.smallest(), sp.random(random.Random(1))):
+        assert nets.accuracy(arch) == evaluate(nets.network(arch), data.val)
+    assert set(nets.times) == {"generate", "recalibrate", "evaluate"}
 
 
 def test_recalibrate_bn_sets_cumulative_statistics():

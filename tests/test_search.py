@@ -180,9 +180,10 @@ def test_export_result_pruningnet_and_fresh(space, checkpoint, lut_path, full_ms
                 "--arch-out", tmp_path / "w.json")
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "w.json").read_text())["genes"] == res["top"][1]["arch"]["genes"]
-    # the ONNX file holds the PruningNet's weights with recalibrated BN: same logits as the scored network
+    # the ONNX file holds the network the search scored (its recalibration batches and seed): same logits
     ck = pruningnet_checkpoint(checkpoint)
-    fit = GeneratedNets(ck.pruningnet, ck.load_data())
+    fit = GeneratedNets(ck.pruningnet, ck.load_data(), seed=res["seed"])
+    assert fit.accuracy(res["top"][1]["arch"]["genes"]) == res["top"][1]["accuracy"]
     net = fit.network(res["top"][1]["arch"]["genes"])
     x = fit.data.val.x[:16]
     got = ort.InferenceSession(str(onnx_path)).run(None, {"input": x.numpy()})[0]
@@ -297,3 +298,11 @@ def test_verify_on_a_board_over_ssh(checkpoint, lut_path, full_ms, tmp_path, pro
     assert ver["measured_on"][profile]["host"] == "board" and ver["measured_on"][profile]["threads"] == threads
     pred = json.loads(out.read_text())["top"][0]["latency_ms"][profile]
     assert 0.1 < pred / ver["archs"][0]["measured_ms"][profile] < 10  # the shipped table's frame (see above)
+
+
+def test_cli_recalibrates_as_the_fitness_does_by_default():
+    from prune_lut.cli.search import search
+    from prune_lut.pruning.scoring import RECAL_BATCH_SIZE, RECAL_BATCHES
+
+    default = {p.name: p.default for p in search.params}
+    assert (default["recal_batches"], default["recal_batch_size"]) == (RECAL_BATCHES, RECAL_BATCH_SIZE)

@@ -48,7 +48,7 @@ def export(arch_file, family, uniform, rand, seed, resolution, num_classes, in_c
             raise UserError("give one of ARCH_FILE, --family or --result")
         from ..pruning.search import export_result
 
-        sp, arch, entry = export_result(result_file, out, rank, fmt, weights, checkpoint, arch_out, seed=seed)
+        sp, arch, entry = export_result(result_file, out, rank, fmt, weights, checkpoint, arch_out)
         lat = ", ".join(f"{v:.4g} ms on {d}" for d, v in entry["latency_ms"].items())
         click.echo(f"wrote {out} ({fmt}, {weights} weights): rank {entry['rank']} of {result_file}, {sp.family}, "
                    f"{sp.macs(arch) / 1e6:.2f} M MACs, predicted {lat}, search accuracy {entry['accuracy']:.2%}")

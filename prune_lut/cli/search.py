@@ -39,7 +39,7 @@ def _check_outputs(out, plot, resume: bool, force: bool, inputs) -> None:
 @click.option("--parents", type=count(1, 100_000), default=10, show_default=True,
               help="Top-k kept as parents (and reported).")
 @click.option("--mutation-prob", type=SHARE, default=0.1, show_default=True)
-@click.option("--recal-batches", type=count(1, 10_000), default=4, show_default=True,
+@click.option("--recal-batches", type=count(1, 10_000), default=2, show_default=True,
               help="Sub-train batches for BN recalibration.")
 @click.option("--recal-batch-size", type=count(1, 1 << 20), default=128, show_default=True)
 @click.option("--threads", type=THREADS, default=1, show_default=True,

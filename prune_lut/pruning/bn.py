@@ -36,3 +36,19 @@ def recalibrate_bn(net: nn.Module, batches_iterable: Iterable, num_batches: int)
         for m, mom in zip(bns, saved):
             m.momentum = mom
         net.eval()
+
+
+@torch.no_grad()
+def fold_bn(net: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm that follows a conv in an ``nn.Sequential`` into that conv's
+    weight and bias, in place (scoring only: the network computes the same, with one op less per conv)."""
+    for seq in [m for m in net.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+                shift = bn.bias - bn.running_mean * scale
+                conv.weight.mul_(scale.view(-1, 1, 1, 1))
+                conv.bias = nn.Parameter(shift if conv.bias is None else conv.bias * scale + shift)
+                seq[i + 1] = nn.Identity()
+    return net

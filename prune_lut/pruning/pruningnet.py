@@ -19,6 +19,8 @@ so that N processes train exactly what one process would.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -129,6 +131,30 @@ class PruningBlock(nn.Module):
         return _act(y, c.act)
 
 
+class KernelCache:
+    """Generated kernels by (conv, the widths that shape it), the least recently used dropped past
+    ``max_bytes``. Archs a search compares share most of their widths, so most kernels repeat. Valid
+    only while the PruningNet's weights are fixed (a search, an export), never across training steps."""
+
+    def __init__(self, max_bytes: int = 256 << 20):
+        self.max_bytes, self.bytes, self.hits, self.misses = max_bytes, 0, 0, 0
+        self._kernels: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+
+    def get(self, key: tuple, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        t = self._kernels.get(key)
+        if t is not None:
+            self._kernels.move_to_end(key)
+            self.hits += 1
+            return t
+        self.misses += 1
+        self._kernels[key] = t = make()
+        self.bytes += t.numel() * t.element_size()
+        while self.bytes > self.max_bytes and len(self._kernels) > 1:
+            _, old = self._kernels.popitem(last=False)
+            self.bytes -= old.numel() * old.element_size()
+        return t
+
+
 class PruningNet(nn.Module):
     """Meta network over ``space``: ``forward(x, arch)`` trains it, ``generate(arch)`` emits a PrunedNet."""
 
@@ -188,17 +214,22 @@ class PruningNet(nn.Module):
         return x
 
     @torch.no_grad()
-    def generate(self, arch: dict[str, int]) -> PrunedNet:
+    def generate(self, arch: dict[str, int], cache: KernelCache | None = None) -> PrunedNet:
         """The plain network for ``arch`` holding the generated weights and that width's BatchNorm
-        (running statistics included; recalibrate them for the arch before trusting its accuracy)."""
+        (running statistics included; recalibrate them for the arch before trusting its accuracy).
+        ``cache`` reuses kernels already generated for the same widths (while the weights are fixed)."""
         arch = self.space.check_arch(arch)
-        net = build_net(self.space, arch)
+        net = build_net(self.space, arch).to(self.classifier.weight.device)
         w = self.space.width
         for name, m in net.convs.items():
             blk = self.blocks[_key(name)]
             conv, bn = m[0], m[1]
             cin, cout = w(blk.conv.cin, arch), w(blk.conv.cout, arch)
-            conv.weight.copy_(blk.weight(arch, cin, cout))
+            if cache is None:
+                conv.weight.copy_(blk.weight(arch, cin, cout))
+            else:
+                key = (name, tuple(blk.ratios(arch)), cin, cout)
+                conv.weight.copy_(cache.get(key, lambda: blk.weight(arch, cin, cout).clone()))
             i = blk.choice[cout]
             bn.weight.copy_(blk.bn_weight[i, :cout])
             bn.bias.copy_(blk.bn_bias[i, :cout])
@@ -208,7 +239,7 @@ class PruningNet(nn.Module):
         cin = w(self.head.cin, arch)
         net.classifier.weight.copy_(self.classifier.weight[:, :cin])
         net.classifier.bias.copy_(self.classifier.bias)
-        return net.to(self.classifier.weight.device).eval()
+        return net.eval()
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         """Optimizer groups: weight decay on the PruningBlocks' MLP weights and the classifier weight,

@@ -82,9 +82,9 @@ def result_arch(result: dict, rank: int = 1, source: str = "result") -> tuple[Ch
 
 def export_result(result_path: str | os.PathLike, out: str | os.PathLike, rank: int | None = None, fmt: str = "onnx",
                   weights: str = "fresh", checkpoint: str | os.PathLike | None = None,
-                  arch_out: str | os.PathLike | None = None, recal_batches: int = 4,
-                  recal_batch_size: int = 128, seed: int = 0) -> tuple[ChannelSpace, Arch, dict]:
-    """Export the ``rank``-th arch of a search result: fresh weights, or the PruningNet's (BN recalibrated).
+                  arch_out: str | os.PathLike | None = None) -> tuple[ChannelSpace, Arch, dict]:
+    """Export the ``rank``-th arch of a search result: fresh weights, or the PruningNet's, BN recalibrated
+    as the search's fitness did (its recalibration batches and seed, recorded in the result).
 
     ``rank`` None: the winner measured by ``search --verify`` where the result has one, else the best.
     Returns (space, arch, its entry in the result).
@@ -106,7 +106,9 @@ def export_result(result_path: str | os.PathLike, out: str | os.PathLike, rank: 
         if ck.space.hash != space.hash:
             raise UserError(f"{ckpt}: the checkpoint covers another space than {result_path}; "
                             "give the checkpoint the search used")
-        net = GeneratedNets(ck.pruningnet, ck.load_data(), recal_batches, recal_batch_size, seed).network(arch)
+        fit = result.get("fitness") or {}
+        net = GeneratedNets(ck.pruningnet, ck.load_data(), fit.get("recal_batches"), fit.get("recal_batch_size"),
+                            result.get("seed", 0)).network(arch)
     elif weights == "fresh":
         net = None
     else:

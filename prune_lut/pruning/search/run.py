@@ -145,8 +145,8 @@ def pruningnet_checkpoint(checkpoint: str | os.PathLike):
 
 def search_checkpoint(checkpoint: str | os.PathLike, luts: Sequence[str], latency_ms: Sequence[float],
                       config: EvolutionConfig, out: str | os.PathLike, *, macs_m: float | None = None,
-                      resume: bool = False, plot: str | os.PathLike | None = None, recal_batches: int = 4,
-                      recal_batch_size: int = 128, top_k: int | None = None, threads: int = 1,
+                      resume: bool = False, plot: str | os.PathLike | None = None, recal_batches: int | None = None,
+                      recal_batch_size: int | None = None, top_k: int | None = None, threads: int = 1,
                       progress: Callable[[str], None] | None = None, stop_after: int | None = None,
                       verifier: Verifier | None = None, force: bool = False) -> dict:
     """Search the space of ``checkpoint`` under the budgets; under torchrun, ranks share the evaluations.
