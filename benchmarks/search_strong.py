@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3, help="from-scratch epochs per arch")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--full-seeds", type=int, default=2)
-    ap.add_argument("--budgets", default="s1.3,f0.35,s2")
+    ap.add_argument("--budgets", default="s1.3,s2,f0.35")
     ap.add_argument("--population", type=int, default=50)
     ap.add_argument("--generations", type=int, default=20)
     ap.add_argument("--verify", type=int, default=5)
@@ -146,7 +146,7 @@ def main() -> None:
         res = load_result(res_path)
         if "control" not in b:
             ck = load_checkpoint(ckpt)
-            fit = PruningNetFitness(GeneratedNets(ck.pruningnet, ck.load_data(), 4, 128, 0))
+            fit = PruningNetFitness(GeneratedNets(ck.pruningnet, ck.load_data()))  # as the search scores
             cons = Constraints(space, [LatencyBudget("cpu", a.lut, pred, b["budget_ms"])])
             arch, acc, n = random_control(space, cons, fit, res["evaluations"], 0)
             b["control"] = {"genes": arch, "accuracy": acc, "drawn": n, "predicted_ms": ms(arch)}
