@@ -49,6 +49,7 @@ from prune_lut.pruning.search.fitness import PruningNetFitness
 from prune_lut.pruning.space import get_space
 from prune_lut.pruning.train import load_checkpoint, train_plain, train_pruningnet
 from prune_lut.tables.networks import onnx_bytes
+from reference_time import reference_ms  # benchmarks/ (this script's folder)
 
 
 def budget_ms(spec: str, smallest: float, full: float) -> float:
@@ -106,6 +107,8 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=20)
     ap.add_argument("--verify", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--pn-more-epochs", type=int, help="train at most this many more PruningNet epochs in this run "
+                    "(0: use the checkpoint as it is, short of --pn-epochs)")
     ap.add_argument("--pruningnet-only", action="store_true", help="stop after training the PruningNet")
     ap.add_argument("--search-only", action="store_true", help="stop before measuring and retraining")
     ap.add_argument("--measure-only", action="store_true", help="stop before retraining (measure on a quiet machine)")
@@ -127,7 +130,7 @@ def main() -> None:
     t0 = time.perf_counter()
     rng = tuple(float(x) * full for x in a.pn_latency_range.split(",")) if a.pn_latency_range else None
     train_pruningnet(space, data, epochs=a.pn_epochs, out=ckpt, resume=True, progress=False, score_archs="full",
-                     latency_range=rng, lut=a.lut if rng else None)
+                     latency_range=rng, lut=a.lut if rng else None, stop_after=a.pn_more_epochs)
     report.setdefault("pruningnet", {"seconds": time.perf_counter() - t0,
                                      "history": load_checkpoint(ckpt).header["history"]})
     write_json(rep_path, report)
@@ -160,7 +163,9 @@ def main() -> None:
                 f"x{r:g}": u for r, u in above[:3]}
             archs = {**{f"top{e['rank']}": space.check_arch(e["arch"]["genes"]) for e in top}, **near,
                      "random": b["control"]["genes"]}
+            ref0 = reference_ms()["median_ms"]
             m = measure_all(space, archs, a.rounds)
+            b["reference_ms"] = [ref0, reference_ms()["median_ms"]]  # MobileNetV2-224, before and after
             win = next((e for e in top if m[f"top{e['rank']}"] <= b["budget_ms"]), top[-1])
             wm = m[f"top{win['rank']}"]
             rival = min((k for k in near if m[k] >= wm), key=lambda k: m[k], default=max(near, key=lambda k: m[k]))
