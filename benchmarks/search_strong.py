@@ -107,6 +107,7 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=20)
     ap.add_argument("--verify", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--pn-draws", choices=["uniform", "level"], help="the PruningNet's random archs (train --draws)")
     ap.add_argument("--pn-more-epochs", type=int, help="train at most this many more PruningNet epochs in this run "
                     "(0: use the checkpoint as it is, short of --pn-epochs)")
     ap.add_argument("--pruningnet-only", action="store_true", help="stop after training the PruningNet")
@@ -130,7 +131,8 @@ def main() -> None:
     t0 = time.perf_counter()
     rng = tuple(float(x) * full for x in a.pn_latency_range.split(",")) if a.pn_latency_range else None
     train_pruningnet(space, data, epochs=a.pn_epochs, out=ckpt, resume=True, progress=False, score_archs="full",
-                     latency_range=rng, lut=a.lut if rng else None, stop_after=a.pn_more_epochs)
+                     latency_range=rng, lut=a.lut if rng else None, stop_after=a.pn_more_epochs,
+                     draws=a.pn_draws)
     report.setdefault("pruningnet", {"seconds": time.perf_counter() - t0,
                                      "history": load_checkpoint(ckpt).header["history"]})
     write_json(rep_path, report)

@@ -65,6 +65,9 @@ def _report(res, as_json: bool) -> None:
               help="With --rule sandwich: random archs per step beside the widest and smallest (default 2).")
 @click.option("--distill/--no-distill", default=None,
               help="With --rule sandwich: pruned archs learn from the widest's soft predictions (default: off).")
+@click.option("--draws", type=click.Choice(["uniform", "level"]), default=None,
+              help="Random archs: each gene uniform (default, the paper's) or around a random size, as the search "
+                   "draws them (every size trained as often).")
 @click.option("--bn", type=click.Choice(["choice", "shared"]), default=None,
               help="BatchNorm per output-width choice (default, as the reference) or one shared per conv.")
 @click.option("--val-archs", type=click.Choice(["full", "full+smallest", "none"]), default="full", show_default=True,
@@ -74,7 +77,7 @@ def _report(res, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
 def train(family, data_spec, resolution, small_input, multiple, val_per_class, train_per_class, epochs, batch_size, lr,
           weight_decay, hidden, seed, out, resume, lut_path, latency_range, macs_range, rule, random_archs, distill,
-          bn, val_archs, device, no_progress, as_json):
+          draws, bn, val_archs, device, no_progress, as_json):
     """Meta-train a PruningNet for FAMILY on --data (by default the widest, the smallest and two random
     coding vectors per step, gradients accumulated); resumable.
 
@@ -92,7 +95,8 @@ def train(family, data_spec, resolution, small_input, multiple, val_per_class, t
     res = tr.train_pruningnet(sp, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, out=out, resume=resume,
                               hidden=hidden, weight_decay=weight_decay, macs_range=macs, latency_range=lat,
                               lut=lut_path, progress=not no_progress, device=device, score_archs=val_archs,
-                              rule=rule, random_archs=random_archs, distill=distill, bn=bn, checkpoint=ck)
+                              rule=rule, random_archs=random_archs, distill=distill, bn=bn, draws=draws,
+                              checkpoint=ck)
     _report(res, as_json)
 
 

@@ -36,6 +36,18 @@ STATE_SCHEMA = "prune-lut.evolution/1"
 LEVEL_WIDTH = 0.5  # share of a gene's choices a random arch draws from, around its level
 
 
+def level_draw(rng: random.Random, ascending: Sequence[Sequence[int]], width: float = LEVEL_WIDTH) -> list[int]:
+    """One choice per gene around a random size: a level ``t`` in [0, 1], then each gene draws uniformly
+    among its choices (``ascending``: smallest first) whose rank lies within ``width / 2`` of ``t``."""
+    t = rng.random()
+    out = []
+    for ch in ascending:
+        lo = min(len(ch) - 1, max(0, int((t - width / 2) * len(ch))))
+        hi = min(len(ch), max(lo + 1, math.ceil((t + width / 2) * len(ch))))
+        out.append(ch[rng.randrange(lo, hi)])
+    return out
+
+
 @dataclass(frozen=True)
 class EvolutionConfig:
     population: int = 50
@@ -112,15 +124,10 @@ class Evolution:
         return self._ordered(arch)
 
     def level_arch(self, width: float = LEVEL_WIDTH) -> Arch:
-        """A random arch around a random size: a level ``t`` in [0, 1], then each group draws uniformly
-        among its choices whose rank (smallest first) lies within ``width / 2`` of ``t``."""
-        t = self.rng.random()
+        """A random arch around a random size (:func:`level_draw`), tied genes drawn once."""
         arch: Arch = {}
-        for g in self.groups:
-            ch = self._ascending[g]
-            lo = min(len(ch) - 1, max(0, int((t - width / 2) * len(ch))))
-            hi = min(len(ch), max(lo + 1, math.ceil((t + width / 2) * len(ch))))
-            arch.update(dict.fromkeys(g, ch[self.rng.randrange(lo, hi)]))
+        for g, v in zip(self.groups, level_draw(self.rng, [self._ascending[g] for g in self.groups], width)):
+            arch.update(dict.fromkeys(g, v))
         return self._ordered(arch)
 
     def mutate(self, parent: Arch) -> Arch:

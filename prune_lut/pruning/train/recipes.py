@@ -20,7 +20,7 @@ from .sampler import ArchSampler
 
 # The archs each PruningNet step trains (ArchSampler) and whether the pruned ones learn from the
 # widest's predictions: chosen A/B in docs/BENCHMARKS.md ("PruningNet training rules").
-TRAINING_RULE = {"rule": "sandwich", "random_archs": 2, "distill": False}
+TRAINING_RULE = {"rule": "sandwich", "random_archs": 2, "distill": False, "draws": "uniform"}
 RECAL_BATCHES = 20  # BatchNorm recalibration batches before each epoch's validation of a generated network
 
 
@@ -75,7 +75,8 @@ def _rule(given: dict, ck: Checkpoint | None) -> dict:
     else:
         sampler = ck.header.get("sampler", {})
         rule, random_archs = ArchSampler.rule_of(sampler)
-        cfg = {"rule": rule, "random_archs": random_archs, "distill": bool(sampler.get("distill", False))}
+        cfg = {"rule": rule, "random_archs": random_archs, "distill": bool(sampler.get("distill", False)),
+               "draws": sampler.get("draws", "uniform")}
         for k, v in given.items():
             if v is not None and v != cfg[k] and not (k == "random_archs" and rule != "sandwich"):
                 raise UserError(f"{ck.path} was trained with {k.replace('_', '-')} {cfg[k]}, not {v}; drop that "
@@ -93,7 +94,7 @@ def train_pruningnet(space: ChannelSpace, data: DataSplits, epochs: int | None =
                      latency_range: tuple[float, float] | None = None, lut: str | None = None,
                      progress: bool = True, device: str = "auto", score_archs: str = "full",
                      stop_after: int | None = None, rule: str | None = None, random_archs: int | None = None,
-                     distill: bool | None = None, bn: str | None = None,
+                     distill: bool | None = None, bn: str | None = None, draws: str | None = None,
                      checkpoint: Checkpoint | None = None) -> TrainResult:
     """Meta-train a PruningNet on ``data``, checkpointing to ``out``.
 
@@ -114,7 +115,7 @@ def train_pruningnet(space: ChannelSpace, data: DataSplits, epochs: int | None =
     given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "hidden": hidden,
              "weight_decay": weight_decay, "bn": bn}
     cfg = resolve_options(Path(out), "pruningnet", space, data, given, ck)
-    rule_cfg = _rule({"rule": rule, "random_archs": random_archs, "distill": distill}, ck)
+    rule_cfg = _rule({"rule": rule, "random_archs": random_archs, "distill": distill, "draws": draws}, ck)
     if ck is not None:
         sampler_was = ck.header.get("sampler", {})
         if macs_range is None and latency_range is None:
@@ -126,7 +127,7 @@ def train_pruningnet(space: ChannelSpace, data: DataSplits, epochs: int | None =
         torch.manual_seed(cfg["seed"])  # the PruningBlocks' initialization
         model = PruningNet(space, hidden=cfg["hidden"], bn=cfg.get("bn", "choice"))
     sampler = ArchSampler(space, cfg["seed"], macs_range, latency_range, lut, rule=rule_cfg["rule"],
-                          random_archs=rule_cfg["random_archs"])
+                          random_archs=rule_cfg["random_archs"], draws=rule_cfg["draws"])
     distill = rule_cfg["distill"]
 
     def step(runner, x, y, s, loss):

@@ -5,9 +5,11 @@ import random
 from typing import Callable
 
 from ...errors import UserError
+from ..evolution import level_draw
 from ..space import ChannelSpace
 
 RULES = ("sandwich", "alternate", "random")
+DRAWS = ("uniform", "level")
 
 
 class ArchSampler:
@@ -15,6 +17,12 @@ class ArchSampler:
     and every resumed run draws the same ones. Optional MACs or LUT-latency ranges are enforced by
     rejection, and the widest and smallest archs are then the widest and narrowest uniform-width
     archs inside the range.
+
+    ``draws``, how a random coding vector is drawn:
+      ``uniform``    each gene uniformly among its choices (MetaPruning's): sizes concentrate in the
+                     middle of the space, and near its narrow end only the smallest arch is trained;
+      ``level``      around a random size, as the search draws its random archs (``evolution.level_draw``):
+                     every size of the space, the narrow end included, is trained as often.
 
     ``rule``:
       ``random``     one random coding vector per step (MetaPruning's rule);
@@ -28,12 +36,15 @@ class ArchSampler:
 
     def __init__(self, space: ChannelSpace, seed: int, macs_range: tuple[float, float] | None = None,
                  latency_range: tuple[float, float] | None = None, lut: str | None = None,
-                 rule: str = "sandwich", random_archs: int = 2):
+                 rule: str = "sandwich", random_archs: int = 2, draws: str = "uniform"):
         if rule not in RULES:
             raise UserError(f"unknown training rule {rule!r}; choose one of {', '.join(RULES)}")
+        if draws not in DRAWS:
+            raise UserError(f"unknown arch draws {draws!r}; choose one of {', '.join(DRAWS)}")
         if random_archs < (0 if rule == "sandwich" else 1) or random_archs > 16:
             raise UserError(f"random archs per step must lie in 0..16 (sandwich) or 1..16, got {random_archs}")
-        self.space, self.seed, self.rule, self.random_archs = space, seed, rule, random_archs
+        self.space, self.seed, self.rule, self.random_archs, self.draws = space, seed, rule, random_archs, draws
+        self._ascending = [sorted(g.choices) for g in space.genes.values()]
         self.macs_range, self.latency_range, self.lut = macs_range, latency_range, lut
         self._predict: Callable[[dict], float] | None = None
         if latency_range is not None:
@@ -69,10 +80,11 @@ class ArchSampler:
         return not (self.latency_range and not self.latency_range[0] <= self._predict(arch) <= self.latency_range[1])
 
     def random(self, step: int, j: int = 0) -> dict[str, int]:
-        """The ``j``-th random coding vector of step ``step`` (uniform on the grid, inside the range)."""
+        """The ``j``-th random coding vector of step ``step`` (drawn by ``draws``, inside the range)."""
         rng = random.Random(f"{self.seed}:{step}" if j == 0 else f"{self.seed}:{step}:{j}")
         for _ in range(self.MAX_TRIES):
-            arch = self.space.random(rng)
+            arch = (self.space.random(rng) if self.draws == "uniform" else
+                    dict(zip(self.space.genes, level_draw(rng, self._ascending))))
             if self.ok(arch):
                 return arch
         raise UserError(f"no arch inside the requested range after {self.MAX_TRIES} random draws; widen the range")
@@ -87,6 +99,7 @@ class ArchSampler:
 
     def describe(self) -> dict:
         return {"rule": self.rule, "random_archs": self.random_archs if self.rule == "sandwich" else None,
+                "draws": self.draws,
                 "macs_range": list(self.macs_range) if self.macs_range else None,
                 "latency_range": list(self.latency_range) if self.latency_range else None,
                 "lut": str(self.lut) if self.lut else None}
