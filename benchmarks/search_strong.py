@@ -47,7 +47,7 @@ from prune_lut.pruning.search import (
 )
 from prune_lut.pruning.search.fitness import PruningNetFitness
 from prune_lut.pruning.space import get_space
-from prune_lut.pruning.train import load_checkpoint, train_plain, train_pruningnet
+from prune_lut.pruning.train import RULES, load_checkpoint, train_plain, train_pruningnet
 from prune_lut.tables.networks import onnx_bytes
 from reference_time import reference_ms  # benchmarks/ (this script's folder)
 
@@ -108,6 +108,8 @@ def main() -> None:
     ap.add_argument("--verify", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--pn-draws", choices=["uniform", "level"], help="the PruningNet's random archs (train --draws)")
+    ap.add_argument("--pn-rule", choices=RULES, help="the PruningNet's archs per step (train --rule)")
+    ap.add_argument("--pn-random-archs", type=int, help="random archs per step (train --random-archs)")
     ap.add_argument("--pn-more-epochs", type=int, help="train at most this many more PruningNet epochs in this run "
                     "(0: use the checkpoint as it is, short of --pn-epochs)")
     ap.add_argument("--pruningnet-only", action="store_true", help="stop after training the PruningNet")
@@ -132,7 +134,7 @@ def main() -> None:
     rng = tuple(float(x) * full for x in a.pn_latency_range.split(",")) if a.pn_latency_range else None
     train_pruningnet(space, data, epochs=a.pn_epochs, out=ckpt, resume=True, progress=False, score_archs="full",
                      latency_range=rng, lut=a.lut if rng else None, stop_after=a.pn_more_epochs,
-                     draws=a.pn_draws)
+                     draws=a.pn_draws, rule=a.pn_rule, random_archs=a.pn_random_archs)
     report.setdefault("pruningnet", {"seconds": time.perf_counter() - t0,
                                      "history": load_checkpoint(ckpt).header["history"]})
     write_json(rep_path, report)

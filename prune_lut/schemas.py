@@ -470,7 +470,7 @@ class TrainConfig(Record):
 
 
 class Sampler(Record):
-    rule: Literal["sandwich", "alternate", "random"] | None = None
+    rule: Literal["sandwich", "widest", "alternate", "random"] | None = None
     random_archs: Annotated[int, Field(ge=0, le=16)] | None = None
     draws: Literal["uniform", "level"] | None = None
     macs_range: list[Ms] | None = Field(None, min_length=2, max_length=2)

@@ -108,6 +108,11 @@ def test_rules_choose_each_steps_archs_inside_the_range():
     step = sw.step_archs(7)
     assert step[:2] == [sp.full(), sp.smallest()] and len(step) == 5 and len({sp.vector(a) for a in step}) == 5
     assert step == ArchSampler(sp, seed=5, rule="sandwich", random_archs=3).step_archs(7)  # a function of (seed, step)
+    wide = ArchSampler(sp, seed=5, rule="widest", random_archs=3).step_archs(7)
+    assert wide == [sp.full()] + step[2:]  # the sandwich's step less its smallest arch
+    assert ArchSampler(sp, seed=5, rule="widest", random_archs=3).describe()["random_archs"] == 3
+    with pytest.raises(UserError, match=r"1\.\.16 \(widest\), got 0"):
+        ArchSampler(sp, seed=5, rule="widest", random_archs=0)
     hi = sp.macs(sp.uniform(0.6))
     lo = sp.macs(sp.uniform(0.3))
     capped = ArchSampler(sp, seed=5, macs_range=(lo, hi), rule="sandwich")
@@ -118,6 +123,13 @@ def test_rules_choose_each_steps_archs_inside_the_range():
     assert capped.describe()["rule"] == "sandwich" and capped.describe()["random_archs"] == 2
     with pytest.raises(UserError, match="unknown training rule"):
         ArchSampler(sp, seed=5, rule="zigzag")
+
+
+def test_cli_offers_every_rule():
+    from prune_lut.cli.train import train as command  # the CLI lists them without importing torch
+    from prune_lut.pruning.train import RULES
+
+    assert tuple(next(p for p in command.params if p.name == "rule").type.choices) == RULES
 
 
 def test_level_draws_train_every_size_as_the_search_draws_them():
@@ -138,7 +150,7 @@ def test_level_draws_train_every_size_as_the_search_draws_them():
 
 def test_distillation_needs_the_sandwich_rule(tiny, tmp_path):
     space, data = tiny
-    with pytest.raises(UserError, match="needs the sandwich rule"):
+    with pytest.raises(UserError, match="needs the sandwich or widest rule"):
         train_pruningnet(space, data, out=tmp_path / "d.pt", epochs=1, batch_size=20, hidden=2, rule="alternate",
                          distill=True, progress=False)
     r = train_pruningnet(space, data, out=tmp_path / "d.pt", epochs=1, batch_size=20, hidden=2, rule="alternate",

@@ -58,13 +58,15 @@ def _report(res, as_json: bool) -> None:
 @click.option("--lut", "lut_path", type=click.Path(), help="LUT for --latency-range.")
 @click.option("--latency-range", help="LO:HI ms: train only on archs the LUT predicts in this range.")
 @click.option("--macs-range", help="LO:HI millions of MACs: train only on archs in this range.")
-@click.option("--rule", type=click.Choice(["sandwich", "alternate", "random"]), default=None,
+@click.option("--rule", type=click.Choice(["sandwich", "widest", "alternate", "random"]), default=None,
               help="Archs per step: sandwich = widest, smallest and --random-archs random ones (default); "
-                   "alternate = widest on even steps, random on odd; random = one random arch (the paper's).")
+                   "widest = widest and --random-archs random ones (no fixed smallest); alternate = widest on "
+                   "even steps, random on odd; random = one random arch (the paper's).")
 @click.option("--random-archs", type=click.IntRange(0, 16), default=None,
-              help="With --rule sandwich: random archs per step beside the widest and smallest (default 2).")
+              help="With --rule sandwich or widest: random archs per step beside the fixed ones (default 2).")
 @click.option("--distill/--no-distill", default=None,
-              help="With --rule sandwich: pruned archs learn from the widest's soft predictions (default: off).")
+              help="With --rule sandwich or widest: pruned archs learn from the widest's soft predictions "
+                   "(default: off).")
 @click.option("--draws", type=click.Choice(["uniform", "level"]), default=None,
               help="Random archs: each gene uniform (default, the paper's) or around a random size, as the search "
                    "draws them (every size trained as often).")

@@ -16,7 +16,7 @@ from ..scoring import GeneratedNets, evaluate
 from ..space import ChannelSpace, get_space
 from .checkpoint import Checkpoint, load_checkpoint
 from .loop import DEFAULTS, Recipe, TrainResult, fit, resolve_options
-from .sampler import ArchSampler
+from .sampler import TEACHER_RULES, ArchSampler
 
 # The archs each PruningNet step trains (ArchSampler) and whether the pruned ones learn from the
 # widest's predictions: chosen A/B in docs/BENCHMARKS.md ("PruningNet training rules").
@@ -70,7 +70,7 @@ def _rule(given: dict, ck: Checkpoint | None) -> dict:
     (refused where a given field differs)."""
     if ck is None:
         cfg = {**TRAINING_RULE, **{k: v for k, v in given.items() if v is not None}}
-        if given["distill"] is None and cfg["rule"] != "sandwich":
+        if given["distill"] is None and cfg["rule"] not in TEACHER_RULES:
             cfg["distill"] = False  # no teacher in the step
     else:
         sampler = ck.header.get("sampler", {})
@@ -78,12 +78,12 @@ def _rule(given: dict, ck: Checkpoint | None) -> dict:
         cfg = {"rule": rule, "random_archs": random_archs, "distill": bool(sampler.get("distill", False)),
                "draws": sampler.get("draws", "uniform")}
         for k, v in given.items():
-            if v is not None and v != cfg[k] and not (k == "random_archs" and rule != "sandwich"):
+            if v is not None and v != cfg[k] and not (k == "random_archs" and rule not in TEACHER_RULES):
                 raise UserError(f"{ck.path} was trained with {k.replace('_', '-')} {cfg[k]}, not {v}; drop that "
                                 "option to resume, or choose another --out")
-    if cfg["distill"] and cfg["rule"] != "sandwich":
-        raise UserError(f"in-place distillation needs the sandwich rule (the widest arch is the teacher of each "
-                        f"step), not {cfg['rule']!r}; drop --distill or use --rule sandwich")
+    if cfg["distill"] and cfg["rule"] not in TEACHER_RULES:
+        raise UserError(f"in-place distillation needs the sandwich or widest rule (the widest arch is the teacher "
+                        f"of each step), not {cfg['rule']!r}; drop --distill or use --rule sandwich")
     return cfg
 
 
@@ -101,7 +101,7 @@ def train_pruningnet(space: ChannelSpace, data: DataSplits, epochs: int | None =
     Options left None take the defaults (:data:`~.loop.DEFAULTS`, :data:`TRAINING_RULE`), or the
     checkpoint's values on resume (``checkpoint``: the checkpoint at ``out`` when the caller loaded it
     already). ``rule`` and ``random_archs`` choose the archs of each step (:class:`ArchSampler`);
-    ``distill`` (sandwich rule only) trains every arch but the widest on the widest's soft
+    ``distill`` (sandwich and widest rules only) trains every arch but the widest on the widest's soft
     predictions for the same batch (in-place distillation) instead of the labels; ``bn`` chooses
     BatchNorm per output width or shared (:class:`~prune_lut.pruning.pruningnet.PruningNet`). After each epoch
     the generated full-width network (``score_archs="full"``; also the smallest with

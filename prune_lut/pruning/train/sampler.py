@@ -8,7 +8,8 @@ from ...errors import UserError
 from ..evolution import level_draw
 from ..space import ChannelSpace
 
-RULES = ("sandwich", "alternate", "random")
+RULES = ("sandwich", "widest", "alternate", "random")
+TEACHER_RULES = ("sandwich", "widest")  # the widest arch leads every step: it can teach
 DRAWS = ("uniform", "level")
 
 
@@ -28,7 +29,10 @@ class ArchSampler:
       ``random``     one random coding vector per step (MetaPruning's rule);
       ``alternate``  the widest arch on even steps, a random one on odd steps;
       ``sandwich``   the widest, the smallest and ``random_archs`` random ones on every step, their
-                     gradients accumulated before one update (the sandwich rule of Yu & Huang 2019).
+                     gradients accumulated before one update (the sandwich rule of Yu & Huang 2019);
+      ``widest``     the widest and ``random_archs`` random ones: no fixed smallest arch, which the
+                     sandwich trains on every step and the fitness then rates far above its
+                     neighbours at the narrow end (docs/BENCHMARKS.md, the strong-budget benchmark).
     Measured A/B in docs/BENCHMARKS.md ("PruningNet training rules").
     """
 
@@ -42,7 +46,7 @@ class ArchSampler:
         if draws not in DRAWS:
             raise UserError(f"unknown arch draws {draws!r}; choose one of {', '.join(DRAWS)}")
         if random_archs < (0 if rule == "sandwich" else 1) or random_archs > 16:
-            raise UserError(f"random archs per step must lie in 0..16 (sandwich) or 1..16, got {random_archs}")
+            raise UserError(f"random archs per step must lie in 0..16 (sandwich) or 1..16 ({rule}), got {random_archs}")
         self.space, self.seed, self.rule, self.random_archs, self.draws = space, seed, rule, random_archs, draws
         self._ascending = [sorted(g.choices) for g in space.genes.values()]
         self.macs_range, self.latency_range, self.lut = macs_range, latency_range, lut
@@ -90,15 +94,16 @@ class ArchSampler:
         raise UserError(f"no arch inside the requested range after {self.MAX_TRIES} random draws; widen the range")
 
     def step_archs(self, step: int) -> list[dict[str, int]]:
-        """The archs step ``step`` trains, in order (with ``sandwich`` the widest first: the teacher)."""
+        """The archs step ``step`` trains, in order (with ``sandwich`` or ``widest`` the widest first: the teacher)."""
         if self.rule == "random":
             return [self.random(step)]
         if self.rule == "alternate":
             return [dict(self.widest)] if step % 2 == 0 else [self.random(step)]
-        return [dict(self.widest), dict(self.smallest)] + [self.random(step, j) for j in range(self.random_archs)]
+        fixed = [dict(self.widest), dict(self.smallest)] if self.rule == "sandwich" else [dict(self.widest)]
+        return fixed + [self.random(step, j) for j in range(self.random_archs)]
 
     def describe(self) -> dict:
-        return {"rule": self.rule, "random_archs": self.random_archs if self.rule == "sandwich" else None,
+        return {"rule": self.rule, "random_archs": self.random_archs if self.rule in TEACHER_RULES else None,
                 "draws": self.draws,
                 "macs_range": list(self.macs_range) if self.macs_range else None,
                 "latency_range": list(self.latency_range) if self.latency_range else None,
