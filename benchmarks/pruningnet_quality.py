@@ -39,7 +39,7 @@ from prune_lut.pruning.evolution import Evolution, EvolutionConfig  # noqa: E402
 from prune_lut.pruning.scoring import GeneratedNets  # noqa: E402
 from prune_lut.pruning.space import ChannelSpace, get_space  # noqa: E402
 from prune_lut.pruning.train import (  # noqa: E402
-    RECAL_BATCHES,
+    VAL_RECAL_BATCHES,
     load_checkpoint,
     train_plain,
     train_pruningnet,
@@ -123,7 +123,7 @@ def variant(a) -> None:
     res.setdefault("train_s", round(time.time() - t, 1))
     ck = load_checkpoint(ck_path)
     res["sampler"], res["history"] = ck.header["sampler"], ck.header["history"]
-    nets = GeneratedNets(ck.pruningnet, data, RECAL_BATCHES, seed=a.seed)
+    nets = GeneratedNets(ck.pruningnet, data, VAL_RECAL_BATCHES, seed=a.seed)
     sets = {"full": [space.full()], **archs}
     for kind, xs in sets.items():
         for i, arch in enumerate(xs):

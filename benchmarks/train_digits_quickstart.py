@@ -20,7 +20,7 @@ import torch
 from prune_lut.pruning.data import load_data
 from prune_lut.pruning.space import get_space
 from prune_lut.pruning.scoring import GeneratedNets
-from prune_lut.pruning.train import RECAL_BATCHES, train_pruningnet
+from prune_lut.pruning.train import VAL_RECAL_BATCHES, train_pruningnet
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     from prune_lut.pruning.train import load_checkpoint
 
     pn = load_checkpoint(a.out).pruningnet
-    nets = GeneratedNets(pn, data, RECAL_BATCHES)
+    nets = GeneratedNets(pn, data, VAL_RECAL_BATCHES)
     test = {name: nets.accuracy(arch, "test") for name, arch in
             (("full", sp.full()), ("uniform0.5", sp.uniform(0.5)), ("uniform0.25", sp.uniform(0.25)),
              ("smallest", sp.smallest()))}

@@ -29,7 +29,7 @@ from prune_lut.files import write_json
 from prune_lut.pruning.data import load_data
 from prune_lut.pruning.space import ChannelSpace, get_space
 from prune_lut.pruning.scoring import GeneratedNets
-from prune_lut.pruning.train import RECAL_BATCHES, load_checkpoint, train_plain, train_pruningnet
+from prune_lut.pruning.train import VAL_RECAL_BATCHES, load_checkpoint, train_plain, train_pruningnet
 
 
 def spread_archs(space: ChannelSpace, n: int, seed: int) -> list[dict[str, int]]:
@@ -91,7 +91,7 @@ def main() -> None:
                         **opts)
     res["plain_full_train_s"] = round(time.time() - t, 1)
     res["plain_full_test"] = plain.test_acc
-    nets = GeneratedNets(ck.pruningnet, data, RECAL_BATCHES, seed=a.seed)
+    nets = GeneratedNets(ck.pruningnet, data, VAL_RECAL_BATCHES, seed=a.seed)
     res["pruningnet_full_test"] = nets.accuracy(full, "test")
     res["full_ratio"] = res["pruningnet_full_test"] / plain.test_acc
     write_json(out / "results.json", res)

@@ -21,7 +21,7 @@ from .sampler import TEACHER_RULES, ArchSampler
 # The archs each PruningNet step trains (ArchSampler) and whether the pruned ones learn from the
 # widest's predictions: chosen A/B in docs/BENCHMARKS.md ("PruningNet training rules").
 TRAINING_RULE = {"rule": "sandwich", "random_archs": 2, "distill": False, "draws": "uniform"}
-RECAL_BATCHES = 20  # BatchNorm recalibration batches before each epoch's validation of a generated network
+VAL_RECAL_BATCHES = 20  # BatchNorm recalibration batches before each epoch's validation of a generated network
 
 
 def resume_checkpoint(out: str | os.PathLike, resume: bool) -> Checkpoint | None:
@@ -140,7 +140,7 @@ def train_pruningnet(space: ChannelSpace, data: DataSplits, epochs: int | None =
     wanted = [] if score_archs == "none" else score_archs.split("+")
 
     def score(m: PruningNet) -> dict:
-        nets = GeneratedNets(m, data, recal_batches=RECAL_BATCHES, seed=cfg["seed"])
+        nets = GeneratedNets(m, data, recal_batches=VAL_RECAL_BATCHES, seed=cfg["seed"])
         return {f"val_{n}": nets.accuracy(named[n]) for n in wanted}
 
     recipe = Recipe("pruningnet", model, step, score, lambda m, wd: m.param_groups(wd),
