@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 # The quickstart space: small-input MobileNetV2 for 8x8 gray images, 10 classes, widths in 8s (the cpu device's multiple).
 SPACE = dict(family="mobilenet_v2", resolution=8, num_classes=10, in_channels=1, small_input=True, multiple=8)
 DATA = ("digits", "fashion-mnist")
-# PruningNet epochs on digits: each sandwich step trains four archs (docs/BENCHMARKS.md, quickstart)
+# PruningNet epochs on digits: each step trains four archs (docs/BENCHMARKS.md, quickstart)
 DIGITS_EPOCHS = 6
 
 
@@ -74,7 +74,7 @@ class QuickstartOptions:
     parents: int = 10
     calibrate_samples: int = 30  # end-to-end runs that adapt the table to this machine
     verify: int = 5  # best archs of the search measured here; the winner must meet the budget measured
-    retrain_epochs: int = 15  # from-scratch epochs of the winner, the uniform arch and the full net (0: none)
+    retrain_epochs: int = 10  # from-scratch epochs of the winner, the uniform arch and the full net (0: none)
     build_lut: bool = False
     lut_minutes: float | None = None
     seed: int = 0

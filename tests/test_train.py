@@ -73,15 +73,17 @@ def test_checkpoint_holds_split_space_and_history(tiny, tmp_path):
     with pytest.raises(UserError, match="hidden 2, not 3"):
         train_pruningnet(space, data, out=tmp_path / "c.pt", epochs=2, batch_size=20, hidden=3, resume=True,
                          progress=False)
-    assert ck.header["sampler"]["rule"] == "sandwich" and ck.header["sampler"]["distill"] is False  # the defaults
-    with pytest.raises(UserError, match="with rule sandwich, not alternate; drop that option"):
+    sampler = ck.header["sampler"]
+    assert (sampler["rule"], sampler["random_archs"], sampler["draws"], sampler["distill"]) == ("widest", 3, "level",
+                                                                                                 False)  # the defaults
+    with pytest.raises(UserError, match="with rule widest, not alternate; drop that option"):
         train_pruningnet(space, data, out=tmp_path / "c.pt", epochs=2, batch_size=20, resume=True, rule="alternate",
                          progress=False)
     with pytest.raises(UserError, match="with distill False, not True"):
         train_pruningnet(space, data, out=tmp_path / "c.pt", epochs=2, batch_size=20, resume=True, distill=True,
                          progress=False)
-    with pytest.raises(UserError, match="with draws uniform, not level"):
-        train_pruningnet(space, data, out=tmp_path / "c.pt", epochs=2, batch_size=20, resume=True, draws="level",
+    with pytest.raises(UserError, match="with draws level, not uniform"):
+        train_pruningnet(space, data, out=tmp_path / "c.pt", epochs=2, batch_size=20, resume=True, draws="uniform",
                          progress=False)
 
 

@@ -22,7 +22,7 @@ from .options import SEED, Number, count, echo_json, positive
               help="Archs measured end to end to calibrate the table to this machine.")
 @click.option("--verify", type=count(1, 1000), default=5, show_default=True,
               help="Best archs of the search measured here; the winner is the most accurate that meets the budget.")
-@click.option("--retrain-epochs", type=count(0, 100_000), default=15, show_default=True,
+@click.option("--retrain-epochs", type=count(0, 100_000), default=10, show_default=True,
               help="From-scratch epochs of the winner, the uniform arch and the full net (0: skip).")
 @click.option("--build-lut", is_flag=True, help="Build the table on this CPU even when one ships.")
 @click.option("--lut-minutes", type=positive(), help="With --build-lut: time budget for the build.")

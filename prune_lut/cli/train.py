@@ -59,17 +59,18 @@ def _report(res, as_json: bool) -> None:
 @click.option("--latency-range", help="LO:HI ms: train only on archs the LUT predicts in this range.")
 @click.option("--macs-range", help="LO:HI millions of MACs: train only on archs in this range.")
 @click.option("--rule", type=click.Choice(["sandwich", "widest", "alternate", "random"]), default=None,
-              help="Archs per step: sandwich = widest, smallest and --random-archs random ones (default); "
-                   "widest = widest and --random-archs random ones (no fixed smallest); alternate = widest on "
-                   "even steps, random on odd; random = one random arch (the paper's).")
+              help="Archs per step: widest = the widest and --random-archs random ones (default); sandwich = "
+                   "the widest, the smallest and --random-archs random ones; alternate = widest on even steps, "
+                   "random on odd; random = one random arch (the paper's).")
 @click.option("--random-archs", type=click.IntRange(0, 16), default=None,
-              help="With --rule sandwich or widest: random archs per step beside the fixed ones (default 2).")
+              help="With --rule widest or sandwich: random archs per step beside the fixed ones (default 3 and 2: "
+                   "4 archs per step).")
 @click.option("--distill/--no-distill", default=None,
               help="With --rule sandwich or widest: pruned archs learn from the widest's soft predictions "
                    "(default: off).")
-@click.option("--draws", type=click.Choice(["uniform", "level"]), default=None,
-              help="Random archs: each gene uniform (default, the paper's) or around a random size, as the search "
-                   "draws them (every size trained as often).")
+@click.option("--draws", type=click.Choice(["level", "uniform"]), default=None,
+              help="Random archs: around a random size, as the search draws them (default: every size trained as "
+                   "often), or each gene uniform (the paper's).")
 @click.option("--bn", type=click.Choice(["choice", "shared"]), default=None,
               help="BatchNorm per output-width choice (default, as the reference) or one shared per conv.")
 @click.option("--val-archs", type=click.Choice(["full", "full+smallest", "none"]), default="full", show_default=True,
@@ -80,8 +81,8 @@ def _report(res, as_json: bool) -> None:
 def train(family, data_spec, resolution, small_input, multiple, val_per_class, train_per_class, epochs, batch_size, lr,
           weight_decay, hidden, seed, out, resume, lut_path, latency_range, macs_range, rule, random_archs, distill,
           draws, bn, val_archs, device, no_progress, as_json):
-    """Meta-train a PruningNet for FAMILY on --data (by default the widest, the smallest and two random
-    coding vectors per step, gradients accumulated); resumable.
+    """Meta-train a PruningNet for FAMILY on --data (by default the widest and three random coding
+    vectors per step, drawn around random sizes, gradients accumulated); resumable.
 
     Multi-process: `torchrun --nproc-per-node N -m prune_lut.cli train ...`."""
     from ..pruning import train as tr

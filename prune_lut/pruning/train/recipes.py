@@ -19,8 +19,9 @@ from .loop import DEFAULTS, Recipe, TrainResult, fit, resolve_options
 from .sampler import TEACHER_RULES, ArchSampler
 
 # The archs each PruningNet step trains (ArchSampler) and whether the pruned ones learn from the
-# widest's predictions: chosen A/B in docs/BENCHMARKS.md ("PruningNet training rules").
-TRAINING_RULE = {"rule": "sandwich", "random_archs": 2, "distill": False, "draws": "uniform"}
+# widest's predictions: chosen A/B in docs/BENCHMARKS.md ("PruningNet training rules", and the
+# strong-budget benchmark, where the sandwich's fixed smallest arch misled the search).
+TRAINING_RULE = {"rule": "widest", "random_archs": None, "distill": False, "draws": "level"}
 VAL_RECAL_BATCHES = 20  # BatchNorm recalibration batches before each epoch's validation of a generated network
 
 

@@ -10,6 +10,7 @@ from ..space import ChannelSpace
 
 RULES = ("sandwich", "widest", "alternate", "random")
 TEACHER_RULES = ("sandwich", "widest")  # the widest arch leads every step: it can teach
+RANDOM_ARCHS = {"sandwich": 2, "widest": 3}  # default random archs per step: 4 archs a step under either rule
 DRAWS = ("uniform", "level")
 
 
@@ -40,11 +41,12 @@ class ArchSampler:
 
     def __init__(self, space: ChannelSpace, seed: int, macs_range: tuple[float, float] | None = None,
                  latency_range: tuple[float, float] | None = None, lut: str | None = None,
-                 rule: str = "sandwich", random_archs: int = 2, draws: str = "uniform"):
+                 rule: str = "widest", random_archs: int | None = None, draws: str = "level"):
         if rule not in RULES:
             raise UserError(f"unknown training rule {rule!r}; choose one of {', '.join(RULES)}")
         if draws not in DRAWS:
             raise UserError(f"unknown arch draws {draws!r}; choose one of {', '.join(DRAWS)}")
+        random_archs = RANDOM_ARCHS.get(rule, 1) if random_archs is None else random_archs
         if random_archs < (0 if rule == "sandwich" else 1) or random_archs > 16:
             raise UserError(f"random archs per step must lie in 0..16 (sandwich) or 1..16 ({rule}), got {random_archs}")
         self.space, self.seed, self.rule, self.random_archs, self.draws = space, seed, rule, random_archs, draws
@@ -113,5 +115,6 @@ class ArchSampler:
     def rule_of(described: dict) -> tuple[str, int]:
         """(rule, random archs) of a checkpoint's sampler record; before rules existed it held ``sandwich``."""
         if "rule" in described:
-            return described["rule"], described.get("random_archs") or 2
+            n = described.get("random_archs")
+            return described["rule"], 2 if n is None else n
         return ("alternate" if described.get("sandwich") else "random"), 2
