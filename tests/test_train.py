@@ -115,6 +115,7 @@ def test_rules_choose_each_steps_archs_inside_the_range():
     assert ArchSampler(sp, seed=5, rule="widest", random_archs=3).describe()["random_archs"] == 3
     with pytest.raises(UserError, match=r"1\.\.16 \(widest\), got 0"):
         ArchSampler(sp, seed=5, rule="widest", random_archs=0)
+    assert ArchSampler.rule_of({"rule": "sandwich", "random_archs": 0}) == ("sandwich", 0)  # read back as trained
     hi = sp.macs(sp.uniform(0.6))
     lo = sp.macs(sp.uniform(0.3))
     capped = ArchSampler(sp, seed=5, macs_range=(lo, hi), rule="sandwich")
