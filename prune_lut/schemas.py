@@ -45,8 +45,11 @@ KEY_PATTERN = r"^(conv|add|maxpool|gap|linear)-s\d+-c\d+x\d+-k\d+-st\d+-g\d+-[a-
 CALIBRATION_MODELS = ("none", "scale", "linear", "sum_macs", "per_op", "regressor")  # latency/calibration.py
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
-Ms = Annotated[float, Field(ge=0, allow_inf_nan=False)]        # a latency or spread
-PosMs = Annotated[float, Field(gt=0, allow_inf_nan=False)]     # a latency the code divides by
+# Times above MAX_MS (11.6 days in ms, 31 years in s) are damage, not measurements: finite values near
+# 1e308 overflow to inf inside the fits (Theil-Sen's spatial median) instead of failing at load.
+MAX_MS = 1e9
+Ms = Annotated[float, Field(ge=0, le=MAX_MS, allow_inf_nan=False)]        # a latency or spread
+PosMs = Annotated[float, Field(gt=0, le=MAX_MS, allow_inf_nan=False)]     # a latency the code divides by
 Share = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0)]
 Key = Annotated[str, StringConstraints(pattern=KEY_PATTERN)]
