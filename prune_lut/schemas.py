@@ -468,6 +468,7 @@ class TrainConfig(Record):
     seed: int
     weight_decay: Ms
     hidden: Annotated[int, Field(ge=1)] | None = None
+    bn: Literal["choice", "shared"] = "choice"  # pruning/pruningnet.py BN_MODES
     momentum: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.9
     label_smoothing: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.1
 

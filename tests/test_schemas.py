@@ -238,6 +238,7 @@ def header(change):
 CHECKPOINT_DAMAGE = [
     (header(lambda h: h["config"].update(lr="0.05")), "(header): config.lr: expected a number, found '0.05'"),
     (header(lambda h: h["config"].update(hidden=0)), "config.hidden: expected a number >= 1"),
+    (header(lambda h: h["config"].update(bn=["choice"])), "config.bn: expected one of"),  # a traceback (fuzz)
     (header(lambda h: h.pop("space_hash")), "space_hash: missing"),
     (header(lambda h: h.update(epoch=7)), "history holds 1 epochs, the header says 7"),
     (header(lambda h: h["space"].update(multiple=0)), "space.multiple: expected a number >= 1, found 0"),
