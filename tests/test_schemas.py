@@ -279,3 +279,13 @@ def test_a_non_image_in_an_imagefolder_is_named(tmp_path):
             "--small-input", "--val-per-class", 1, "--batch-size", 2, "--hidden", 2, "--multiple", 8, "--epochs", 1,
             "--no-progress", "--val-archs", "none", "--out", tmp_path / "pn.pt")
     one_line(r, "9.png is not a readable image", "remove or replace it")
+
+
+def test_a_checkpoint_lacking_config_fields_of_later_versions_resumes(tmp_path, plain_checkpoint, arch_file):
+    """momentum and label_smoothing came later: a header without them takes the schema's defaults
+    (0.9, 0.1) instead of a KeyError mid-resume (found by tests/test_fuzz.py at 15x)."""
+    ck = rewrite(plain_checkpoint, tmp_path / "c.pt", header(lambda h: [h["config"].pop(k) for k in
+                                                                        ("momentum", "label_smoothing")]))
+    r = cli("retrain", arch_file, "--data", "digits", "--epochs", 2, "--out", ck, "--resume", "--no-progress")
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(ck).epoch == 2

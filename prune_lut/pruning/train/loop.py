@@ -124,7 +124,7 @@ def resolve_options(out: Path, kind: str, space: ChannelSpace, data: DataSplits,
         raise UserError(f"{out} was trained on --data {ck.data_spec}, not {data.spec}; resume with the same data")
     if ck.split["val"] != list(data.split["val"]) or ck.split["train"] != list(data.split["train"]):
         raise UserError(f"{out}: the data split differs from the checkpoint's; load the data with its saved split")
-    cfg = dict(ck.header["config"])
+    cfg = {**DEFAULTS, **ck.header["config"]}  # fields a checkpoint may lack (the schema's defaults) as DEFAULTS
     for k, v in given.items():
         if v is None or v == cfg.get(k):
             continue
