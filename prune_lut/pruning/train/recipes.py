@@ -126,7 +126,7 @@ def train_pruningnet(space: ChannelSpace, data: DataSplits, epochs: int | None =
         model = ck.module()
     else:
         torch.manual_seed(cfg["seed"])  # the PruningBlocks' initialization
-        model = PruningNet(space, hidden=cfg["hidden"], bn=cfg.get("bn", "choice"))
+        model = PruningNet(space, hidden=cfg["hidden"], bn=cfg["bn"])  # DEFAULTS hold bn
     sampler = ArchSampler(space, cfg["seed"], macs_range, latency_range, lut, rule=rule_cfg["rule"],
                           random_archs=rule_cfg["random_archs"], draws=rule_cfg["draws"])
     distill = rule_cfg["distill"]
