@@ -12,9 +12,10 @@
    latency meets the budget (a search against a table favours the archs it under-predicts);
 5. export the winner, the baseline and the full network to ONNX (PruningNet weights, BN
    recalibrated) and score them with those weights;
-6. retrain the three from scratch for a few epochs (the paper retrains its winner; the PruningNet's
-   weights only rank archs) and report predicted vs measured latency and both accuracies
-   (``summary.json``: ``test_accuracy`` with the PruningNet's weights, ``retrained_test_accuracy``).
+6. retrain the three for a few epochs, from scratch as the paper retrains its winner (or fine-tuned from
+   the PruningNet's weights, ``--retrain-from pruningnet``), and report
+   predicted vs measured latency and both accuracies (``summary.json``: ``test_accuracy`` with the
+   PruningNet's weights, ``retrained_test_accuracy``).
 
 Every stage reuses its output when it is already in the folder, so an interrupted quickstart
 continues where it stopped (training resumes from its last epoch, the search from its last generation).
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 # The quickstart space: small-input MobileNetV2 for 8x8 gray images, 10 classes, widths in 8s (the cpu device's multiple).
 SPACE = dict(family="mobilenet_v2", resolution=8, num_classes=10, in_channels=1, small_input=True, multiple=8)
 DATA = ("digits", "fashion-mnist")
+# Retraining starts: from scratch (the paper's protocol and the default: on digits it beat fine-tuning the
+# PruningNet's weights at equal epochs, docs/BENCHMARKS.md "quickstart") or from the PruningNet's weights
+RETRAIN_FROM = ("scratch", "pruningnet")
 # PruningNet epochs on digits: each step trains four archs (docs/BENCHMARKS.md, quickstart)
 DIGITS_EPOCHS = 6
 
@@ -74,7 +78,8 @@ class QuickstartOptions:
     parents: int = 10
     calibrate_samples: int = 30  # end-to-end runs that adapt the table to this machine
     verify: int = 5  # best archs of the search measured here; the winner must meet the budget measured
-    retrain_epochs: int = 10  # from-scratch epochs of the winner, the uniform arch and the full net (0: none)
+    retrain_from: str = "scratch"  # the start of the winner's, the uniform arch's and the full net's retraining
+    retrain_epochs: int = 10  # epochs of each (0: no retraining)
     build_lut: bool = False
     lut_minutes: float | None = None
     seed: int = 0
@@ -86,6 +91,8 @@ class QuickstartOptions:
             raise ParamError("budget_share", f"must lie in (0, 1), got {self.budget_share}")
         if self.verify < 1:
             raise ParamError("verify", f"must be >= 1 (archs measured to pick the winner), got {self.verify}")
+        if self.retrain_from not in RETRAIN_FROM:
+            raise UserError(f"--retrain-from {self.retrain_from!r}: expected {' or '.join(RETRAIN_FROM)}")
         if self.retrain_epochs < 0:
             raise ParamError("retrain_epochs", f"must be >= 0 (0: no retraining), got {self.retrain_epochs}")
 
@@ -235,23 +242,33 @@ class Quickstart:
                 "winner_under_budget_measured": winner["measured_ms"] <= self.budget,
                 "reference_drift": ref, "warnings": ver["warnings"], "result": str(self.result_path)}
 
-    # ---- 6. retrain from scratch ----------------------------------------------------------------
+    # ---- 6. retrain ------------------------------------------------------------------------------------
     def retrain(self, summary: dict) -> dict:
-        """The winner, the uniform arch and the full net trained from scratch, ``retrain_epochs`` each, on
-        the whole training set (resumable: one checkpoint each)."""
+        """The winner, the uniform arch and the full net trained ``retrain_epochs`` each on the whole training
+        set, from the PruningNet's weights or from scratch (resumable: one checkpoint each)."""
         space, opt = self.space, self.opt
         digits = opt.data == "digits"
+        init = self.ckpt if opt.retrain_from == "pruningnet" else None
         archs = {"winner": summary["winner"]["genes"], "full": space.full()}
         if summary.get("uniform"):
             archs["uniform"] = summary["uniform"]["genes"]
         out = {}
         for name, genes in archs.items():
+            path = self.out / f"{name}.pt"
+            if path.exists():  # resuming: it must have started as asked
+                started = load_checkpoint(path).header.get("init")
+                if (started is None) != (init is None):
+                    raise UserError(f"{path} was retrained from {'scratch' if started is None else 'the PruningNet'}, "
+                                    f"not as --retrain-from {opt.retrain_from} asks; use that start or another --out")
             res = train_plain(space, genes, self.data, epochs=opt.retrain_epochs, seed=opt.seed,
                               batch_size=32 if digits else None, lr=0.02 if digits else None,
-                              out=self.out / f"{name}.pt", resume=True, progress=False)
+                              init=init, out=path, resume=True, progress=False)
             out[name] = res.test_acc
-            self.say(f"{name}: test accuracy {res.test_acc:.2%} after {opt.retrain_epochs} epochs from scratch")
+            self.say(f"{name}: test accuracy {res.test_acc:.2%} after {opt.retrain_epochs} epochs {self.retrained()}")
         return out
+
+    def retrained(self) -> str:
+        return "from the PruningNet's weights" if self.opt.retrain_from == "pruningnet" else "from scratch"
 
     def report(self, summary: dict) -> None:
         say, budget = self.say, summary["budget_ms"]
@@ -270,7 +287,8 @@ class Quickstart:
             retrained = a.get("retrained_test_accuracy")
             say(f"{label:>14}: predicted {a['predicted_ms']:.4g} ms, measured {a['measured_ms']:.4g} ms "
                 f"({a['error_pct']:+.1f}%), test accuracy {a['test_accuracy']:.2%} with the PruningNet's weights"
-                + (f", {retrained:.2%} retrained {self.opt.retrain_epochs} epochs" if retrained is not None else "")
+                + (f", {retrained:.2%} after {self.opt.retrain_epochs} epochs {self.retrained()}"
+                   if retrained is not None else "")
                 + (f", sub-val {a['search_accuracy']:.2%}" if "search_accuracy" in a else "")
                 + f", {a['macs'] / 1e6:.2f} M MACs")
         say(disagreement(summary["winner"], summary["reference_drift"], budget))
@@ -310,7 +328,8 @@ def run_quickstart(opt: QuickstartOptions, say: Callable[[str], None] = print) -
     summary.update(q.stage("export and score", "export", q.export))
     if opt.retrain_epochs:
         retrained = q.stage(f"retrain the winner, the uniform arch and the full net ({opt.retrain_epochs} epochs "
-                            "each, from scratch)", "retrain", lambda: q.retrain(summary))
+                            f"each, {q.retrained()})", "retrain", lambda: q.retrain(summary))
+        summary["retrain"] = {"from": opt.retrain_from, "epochs": opt.retrain_epochs}
         for name, acc in retrained.items():
             summary[name]["retrained_test_accuracy"] = acc
     summary.update({"stages_s": q.stages, "total_s": time.perf_counter() - t_all})

@@ -1,12 +1,14 @@
 """`prune-lut quickstart` end to end with tiny settings (real table, real measurements, real digits).
 
 The smoke test trains one epoch on 20 digits per class and searches 4 x 2 archs: it checks that
-every stage runs and writes its files, and that a second call reuses them; the full-size run (the
+every stage runs and writes its files, and that a second call reuses them (and refuses to resume
+another retraining start); the full-size run (the
 README's command, <= 10 minutes on 2 cores) is marked slow and its figures are in docs/BENCHMARKS.md.
 """
 from __future__ import annotations
 
 import json
+import shutil
 
 import onnxruntime as ort
 import pytest
@@ -14,7 +16,8 @@ from click.testing import CliRunner
 
 from prune_lut.cli import main
 from prune_lut.lut_data import find_table
-from prune_lut.quickstart import quickstart_space
+from prune_lut.pruning.train import load_checkpoint
+from prune_lut.quickstart import RETRAIN_FROM, QuickstartOptions, quickstart_space
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +46,10 @@ def test_quickstart_smoke(shipped, tmp_path):
     w = s["winner"]
     assert w["predicted_ms"] <= s["budget_ms"] < s["full"]["predicted_ms"]
     assert w["measured_ms"] > 0 and s["full"]["measured_ms"] > 0 and 0 <= w["test_accuracy"] <= 1
-    # the three were retrained from scratch (the checkpoints are there) and scored on the test set
+    # the three were retrained from scratch (the default) and scored on the test set
+    assert s["retrain"] == {"from": "scratch", "epochs": 1}
     for name in ("winner", "uniform", "full"):
-        assert 0 <= s[name]["retrained_test_accuracy"] <= 1 and (out / f"{name}.pt").is_file()
+        assert 0 <= s[name]["retrained_test_accuracy"] <= 1 and load_checkpoint(out / f"{name}.pt").header["init"] is None
     assert w["error_pct"] == pytest.approx(100 * (w["predicted_ms"] / w["measured_ms"] - 1))
     # the search's best archs were measured; the winner is the most accurate one that met the budget measured
     v = s["verified"]
@@ -59,6 +63,28 @@ def test_quickstart_smoke(shipped, tmp_path):
     r2 = CliRunner().invoke(main, ["quickstart", "--out", str(out), *TINY])
     assert r2.exit_code == 0, r2.output
     assert r2.output.count("reusing") == 4
+    # asking for another start in the same folder is refused, not resumed from the other start's weights
+    before = {n: (out / f"{n}.pt").read_bytes() for n in ("winner", "uniform", "full")}
+    r3 = CliRunner().invoke(main, ["quickstart", "--out", str(out), *TINY, "--retrain-from", "pruningnet"])
+    assert r3.exit_code == 2 and "was retrained from scratch, not as --retrain-from pruningnet asks" in r3.output
+    assert before == {n: (out / f"{n}.pt").read_bytes() for n in ("winner", "uniform", "full")}
+    # the other start, in a copy of the folder without the retrained checkpoints: fine-tuned from the PruningNet
+    ft = tmp_path / "ft"
+    shutil.copytree(out, ft, ignore=shutil.ignore_patterns("winner.pt", "uniform.pt", "full.pt"))
+    r4 = CliRunner().invoke(main, ["quickstart", "--out", str(ft), *TINY, "--retrain-from", "pruningnet"])
+    assert r4.exit_code == 0, r4.output
+    assert json.loads((ft / "summary.json").read_text())["retrain"] == {"from": "pruningnet", "epochs": 1}
+    for name in ("winner", "uniform", "full"):
+        assert load_checkpoint(ft / f"{name}.pt").header["init"] == str(ft / "pruningnet.pt")
+
+
+def test_cli_offers_every_retraining_start():
+    from prune_lut.cli.quickstart import quickstart as command  # the CLI lists them without importing torch
+
+    params = {p.name: p for p in command.params}
+    assert tuple(params["retrain_from"].type.choices) == RETRAIN_FROM
+    assert params["retrain_from"].default == QuickstartOptions.retrain_from
+    assert params["retrain_epochs"].default == QuickstartOptions.retrain_epochs
 
 
 def test_quickstart_bad_input(tmp_path):

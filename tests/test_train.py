@@ -215,6 +215,12 @@ def test_cli_retrain_from_scratch_and_from_pruningnet(cli_ckpt, tmp_path):
     r = run("retrain", arch_file, "--data", "digits", "--epochs", 2, "--out", tmp_path / "r.pt", "--resume",
             "--no-progress", "--batch-size", 64)
     assert r.exit_code == 2 and "batch-size 128, not 64" in r.output
+    # resuming a from-scratch run "from the PruningNet" would silently continue the scratch weights
+    before = digest(tmp_path / "r.pt")
+    r = run("retrain", arch_file, "--data", "digits", "--epochs", 2, "--out", tmp_path / "r.pt", "--resume",
+            "--init", f"pruningnet:{cli_ckpt}", "--no-progress")
+    assert r.exit_code == 2 and "started from scratch, not from" in r.output and r.output.count("\n") == 1, r.output
+    assert digest(tmp_path / "r.pt") == before
 
 
 def test_arch_sampler_latency_range_from_a_lut_file(tmp_path):

@@ -22,14 +22,17 @@ from .options import SEED, Number, count, echo_json, positive
               help="Archs measured end to end to calibrate the table to this machine.")
 @click.option("--verify", type=count(1, 1000), default=5, show_default=True,
               help="Best archs of the search measured here; the winner is the most accurate that meets the budget.")
+@click.option("--retrain-from", type=click.Choice(["scratch", "pruningnet"]), default="scratch", show_default=True,
+              help="Start of the winner's, the uniform arch's and the full net's retraining: scratch (the paper's "
+                   "protocol) or the PruningNet's weights (fine-tuning).")
 @click.option("--retrain-epochs", type=count(0, 100_000), default=10, show_default=True,
-              help="From-scratch epochs of the winner, the uniform arch and the full net (0: skip).")
+              help="Retraining epochs of each of the three (0: skip).")
 @click.option("--build-lut", is_flag=True, help="Build the table on this CPU even when one ships.")
 @click.option("--lut-minutes", type=positive(), help="With --build-lut: time budget for the build.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary JSON.")
 def quickstart(out, data_spec, budget_share, epochs, train_per_class, population, generations, calibrate_samples,
-               verify, retrain_epochs, build_lut, lut_minutes, seed, as_json):
+               verify, retrain_from, retrain_epochs, build_lut, lut_minutes, seed, as_json):
     """The whole loop on this CPU in minutes: table, calibration, PruningNet, search, export, measurement."""
     from ..outputs import writable_folder
     from ..quickstart import QuickstartOptions, run_quickstart
@@ -37,7 +40,7 @@ def quickstart(out, data_spec, budget_share, epochs, train_per_class, population
     writable_folder(out, "--out")  # the folder holds every stage's output and is reused by design (resume)
     opt = QuickstartOptions(out=out, data=data_spec, budget_share=budget_share, epochs=epochs,
                             train_per_class=train_per_class, population=population, generations=generations,
-                            calibrate_samples=calibrate_samples, verify=verify, retrain_epochs=retrain_epochs,
+                            calibrate_samples=calibrate_samples, verify=verify, retrain_from=retrain_from, retrain_epochs=retrain_epochs,
                             build_lut=build_lut,
                             lut_minutes=lut_minutes, seed=seed)
     summary = run_quickstart(opt, say=(lambda m: click.echo(m, err=True)) if as_json else click.echo)

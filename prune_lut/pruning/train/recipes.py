@@ -187,6 +187,10 @@ def train_plain(space: ChannelSpace, arch: dict[str, int], data: DataSplits, epo
     train_data = data if holdout else with_val_in_train(data)
     cfg = resolve_options(Path(out), "plain", space, train_data, given, ck, arch)
     if ck is not None:
+        if init is not None and ck.header.get("init") != str(init):
+            started = ck.header.get("init") or "scratch"
+            raise UserError(f"{out} started from {started}, not from {init}; resume it without --init, "
+                            "or choose another --out")
         model = ck.module()
     else:
         torch.manual_seed(cfg["seed"])
