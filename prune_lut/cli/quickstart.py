@@ -40,9 +40,8 @@ def quickstart(out, data_spec, budget_share, epochs, train_per_class, population
     writable_folder(out, "--out")  # the folder holds every stage's output and is reused by design (resume)
     opt = QuickstartOptions(out=out, data=data_spec, budget_share=budget_share, epochs=epochs,
                             train_per_class=train_per_class, population=population, generations=generations,
-                            calibrate_samples=calibrate_samples, verify=verify, retrain_from=retrain_from, retrain_epochs=retrain_epochs,
-                            build_lut=build_lut,
-                            lut_minutes=lut_minutes, seed=seed)
+                            calibrate_samples=calibrate_samples, verify=verify, retrain_from=retrain_from,
+                            retrain_epochs=retrain_epochs, build_lut=build_lut, lut_minutes=lut_minutes, seed=seed)
     summary = run_quickstart(opt, say=(lambda m: click.echo(m, err=True)) if as_json else click.echo)
     if as_json:
         echo_json(summary)
