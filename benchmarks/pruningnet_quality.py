@@ -39,6 +39,7 @@ from prune_lut.pruning.evolution import Evolution, EvolutionConfig  # noqa: E402
 from prune_lut.pruning.scoring import GeneratedNets  # noqa: E402
 from prune_lut.pruning.space import ChannelSpace, get_space  # noqa: E402
 from prune_lut.pruning.train import (  # noqa: E402
+    DRAWS,
     VAL_RECAL_BATCHES,
     load_checkpoint,
     train_plain,
@@ -117,7 +118,8 @@ def variant(a) -> None:
     ck_path = out / "pruningnet.pt"
     train_pruningnet(space, data, epochs=a.pn_epochs or a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                      out=ck_path, resume=True, progress=False, rule=a.rule, random_archs=a.random_archs,
-                     distill=None if a.distill is None else bool(a.distill), bn=a.bn, score_archs="none")
+                     distill=None if a.distill is None else bool(a.distill), bn=a.bn, draws=a.draws,
+                     score_archs="none")
     res = load(out / "scores.json")
     res.update({**meta, "name": a.name, "command": " ".join(sys.argv)})
     res.setdefault("train_s", round(time.time() - t, 1))
@@ -211,6 +213,7 @@ def main() -> None:
     ap.add_argument("--random-archs", type=int)
     ap.add_argument("--distill", type=int, choices=(0, 1))
     ap.add_argument("--bn", choices=("choice", "shared"))
+    ap.add_argument("--draws", choices=DRAWS, help="variant: train's --draws")
     a = ap.parse_args()
     {"scratch": scratch, "variant": variant, "report": report}[a.command](a)
 

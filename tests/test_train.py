@@ -128,22 +128,26 @@ def test_rules_choose_each_steps_archs_inside_the_range():
         ArchSampler(sp, seed=5, rule="zigzag")
 
 
-def test_cli_offers_every_rule():
+def test_cli_offers_every_rule_and_draw():
     from prune_lut.cli.train import train as command  # the CLI lists them without importing torch
-    from prune_lut.pruning.train import RULES
+    from prune_lut.pruning.train import DRAWS, RULES
 
-    assert tuple(next(p for p in command.params if p.name == "rule").type.choices) == RULES
+    choices = {p.name: p.type.choices for p in command.params if p.name in ("rule", "draws")}
+    assert tuple(choices["rule"]) == RULES and set(choices["draws"]) == set(DRAWS)
 
 
 def test_level_draws_train_every_size_as_the_search_draws_them():
     """Uniform genes concentrate an arch's size mid-space (the narrow end is all but never drawn);
-    level draws cover it evenly, a function of (seed, step), recorded in the checkpoint's sampler."""
+    level draws cover it evenly, narrow draws favour its small end and still reach its wide half; a
+    function of (seed, step), recorded in the checkpoint's sampler."""
     sp = get_space("mobilenet_v2", resolution=8, num_classes=10, in_channels=1, small_input=True, multiple=8)
     lo, hi = sp.macs(sp.smallest()), sp.macs(sp.full())
     share = {d: [(sp.macs(ArchSampler(sp, seed=5, draws=d).random(i)) - lo) / (hi - lo) for i in range(200)]
-             for d in ("uniform", "level")}
+             for d in ("uniform", "level", "narrow")}
     narrow = {d: sum(x < 0.15 for x in v) for d, v in share.items()}
     assert narrow["level"] >= 30 and narrow["uniform"] <= narrow["level"] / 5, narrow  # measured 52 vs 3
+    wide = {d: sum(x > 0.5 for x in v) for d, v in share.items()}
+    assert narrow["narrow"] >= 1.5 * narrow["level"] and 10 <= wide["narrow"] < wide["level"], (narrow, wide)
     lv = ArchSampler(sp, seed=5, draws="level")
     assert [lv.random(i) for i in range(5)] == [ArchSampler(sp, seed=5, draws="level").random(i) for i in range(5)]
     assert lv.describe()["draws"] == "level"

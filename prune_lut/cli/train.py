@@ -68,9 +68,9 @@ def _report(res, as_json: bool) -> None:
 @click.option("--distill/--no-distill", default=None,
               help="With --rule sandwich or widest: pruned archs learn from the widest's soft predictions "
                    "(default: off).")
-@click.option("--draws", type=click.Choice(["level", "uniform"]), default=None,
+@click.option("--draws", type=click.Choice(["level", "narrow", "uniform"]), default=None,
               help="Random archs: around a random size, as the search draws them (default: every size trained as "
-                   "often), or each gene uniform (the paper's).")
+                   "often), the same with small sizes more often, or each gene uniform (the paper's).")
 @click.option("--bn", type=click.Choice(["choice", "shared"]), default=None,
               help="BatchNorm per output-width choice (default, as the reference) or one shared per conv.")
 @click.option("--val-archs", type=click.Choice(["full", "full+smallest", "none"]), default="full", show_default=True,

@@ -36,10 +36,12 @@ STATE_SCHEMA = "prune-lut.evolution/1"
 LEVEL_WIDTH = 0.5  # share of a gene's choices a random arch draws from, around its level
 
 
-def level_draw(rng: random.Random, ascending: Sequence[Sequence[int]], width: float = LEVEL_WIDTH) -> list[int]:
-    """One choice per gene around a random size: a level ``t`` in [0, 1], then each gene draws uniformly
-    among its choices (``ascending``: smallest first) whose rank lies within ``width / 2`` of ``t``."""
-    t = rng.random()
+def level_draw(rng: random.Random, ascending: Sequence[Sequence[int]], width: float = LEVEL_WIDTH,
+               t: float | None = None) -> list[int]:
+    """One choice per gene around a random size: a level ``t`` in [0, 1] (uniform unless given), then each
+    gene draws uniformly among its choices (``ascending``: smallest first) whose rank lies within ``width / 2``
+    of ``t``."""
+    t = rng.random() if t is None else t
     out = []
     for ch in ascending:
         lo = min(len(ch) - 1, max(0, int((t - width / 2) * len(ch))))

@@ -1,6 +1,7 @@
 """Which coding vectors each PruningNet training step trains (the training rule)."""
 from __future__ import annotations
 
+import math
 import random
 from typing import Callable
 
@@ -11,7 +12,7 @@ from ..space import ChannelSpace
 RULES = ("sandwich", "widest", "alternate", "random")
 TEACHER_RULES = ("sandwich", "widest")  # the widest arch leads every step: it can teach
 RANDOM_ARCHS = {"sandwich": 2, "widest": 3}  # default random archs per step: 4 archs a step under either rule
-DRAWS = ("uniform", "level")
+DRAWS = ("uniform", "level", "narrow")
 
 
 class ArchSampler:
@@ -24,7 +25,9 @@ class ArchSampler:
       ``uniform``    each gene uniformly among its choices (MetaPruning's): sizes concentrate in the
                      middle of the space, and near its narrow end only the smallest arch is trained;
       ``level``      around a random size, as the search draws its random archs (``evolution.level_draw``):
-                     every size of the space, the narrow end included, is trained as often.
+                     every size of the space, the narrow end included, is trained as often;
+      ``narrow``     as ``level``, the level drawn with density 2(1 - t): small sizes more often, the
+                     widest arch being trained on every step anyway (rules ``widest`` and ``sandwich``).
 
     ``rule``:
       ``random``     one random coding vector per step (MetaPruning's rule);
@@ -89,8 +92,11 @@ class ArchSampler:
         """The ``j``-th random coding vector of step ``step`` (drawn by ``draws``, inside the range)."""
         rng = random.Random(f"{self.seed}:{step}" if j == 0 else f"{self.seed}:{step}:{j}")
         for _ in range(self.MAX_TRIES):
-            arch = (self.space.random(rng) if self.draws == "uniform" else
-                    dict(zip(self.space.genes, level_draw(rng, self._ascending))))
+            if self.draws == "uniform":
+                arch = self.space.random(rng)
+            else:
+                t = 1 - math.sqrt(1 - rng.random()) if self.draws == "narrow" else None
+                arch = dict(zip(self.space.genes, level_draw(rng, self._ascending, t=t)))
             if self.ok(arch):
                 return arch
         raise UserError(f"no arch inside the requested range after {self.MAX_TRIES} random draws; widen the range")
