@@ -47,7 +47,7 @@ from prune_lut.pruning.search import (
 )
 from prune_lut.pruning.search.fitness import PruningNetFitness
 from prune_lut.pruning.space import get_space
-from prune_lut.pruning.train import RULES, load_checkpoint, train_plain, train_pruningnet
+from prune_lut.pruning.train import DRAWS, RULES, load_checkpoint, train_plain, train_pruningnet
 from prune_lut.tables.networks import onnx_bytes
 from reference_time import reference_ms  # benchmarks/ (this script's folder)
 
@@ -107,7 +107,7 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=20)
     ap.add_argument("--verify", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--pn-draws", choices=["uniform", "level"], help="the PruningNet's random archs (train --draws)")
+    ap.add_argument("--pn-draws", choices=DRAWS, help="the PruningNet's random archs (train --draws)")
     ap.add_argument("--pn-rule", choices=RULES, help="the PruningNet's archs per step (train --rule)")
     ap.add_argument("--pn-random-archs", type=int, help="random archs per step (train --random-archs)")
     ap.add_argument("--pn-more-epochs", type=int, help="train at most this many more PruningNet epochs in this run "
