@@ -476,7 +476,7 @@ class TrainConfig(Record):
 class Sampler(Record):
     rule: Literal["sandwich", "widest", "alternate", "random"] | None = None
     random_archs: Annotated[int, Field(ge=0, le=16)] | None = None
-    draws: Literal["uniform", "level"] | None = None
+    draws: Literal["uniform", "level", "narrow"] | None = None  # pruning/train/sampler.py DRAWS
     macs_range: list[Ms] | None = Field(None, min_length=2, max_length=2)
     latency_range: list[Ms] | None = Field(None, min_length=2, max_length=2)
     lut: str | None = None

@@ -128,12 +128,18 @@ def test_rules_choose_each_steps_archs_inside_the_range():
         ArchSampler(sp, seed=5, rule="zigzag")
 
 
-def test_cli_offers_every_rule_and_draw():
-    from prune_lut.cli.train import train as command  # the CLI lists them without importing torch
+def test_cli_and_checkpoint_schema_offer_every_rule_and_draw():
+    """The CLI and the checkpoint schema list them without importing torch: they must not drift."""
+    from typing import get_args
+
+    from prune_lut.cli.train import train as command
     from prune_lut.pruning.train import DRAWS, RULES
+    from prune_lut.schemas import Sampler
 
     choices = {p.name: p.type.choices for p in command.params if p.name in ("rule", "draws")}
     assert tuple(choices["rule"]) == RULES and set(choices["draws"]) == set(DRAWS)
+    schema = {k: get_args(get_args(Sampler.model_fields[k].annotation)[0]) for k in ("rule", "draws")}
+    assert schema == {"rule": RULES, "draws": DRAWS}
 
 
 def test_level_draws_train_every_size_as_the_search_draws_them():
