@@ -23,6 +23,7 @@ continues where it stopped (training resumes from its last epoch, the search fro
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ DATA = ("digits", "fashion-mnist")
 RETRAIN_FROM = ("scratch", "pruningnet")
 # PruningNet epochs on digits: each step trains four archs (docs/BENCHMARKS.md, quickstart)
 DIGITS_EPOCHS = 6
+# More processes than this leave each a handful of the 50 archs of a generation, and every one starts torch.
+MAX_PROCESSES = 4
 
 
 def quickstart_space() -> ChannelSpace:
@@ -83,6 +86,7 @@ class QuickstartOptions:
     build_lut: bool = False
     lut_minutes: float | None = None
     seed: int = 0
+    processes: int | None = None  # for the search (and the retraining): None, one per core up to MAX_PROCESSES
 
     def check(self) -> None:
         if self.data not in DATA:
@@ -95,6 +99,16 @@ class QuickstartOptions:
             raise UserError(f"--retrain-from {self.retrain_from!r}: expected {' or '.join(RETRAIN_FROM)}")
         if self.retrain_epochs < 0:
             raise ParamError("retrain_epochs", f"must be >= 0 (0: no retraining), got {self.retrain_epochs}")
+        if self.processes is not None and self.processes < 1:
+            raise ParamError("processes", f"must be >= 1, got {self.processes}")
+
+    @property
+    def workers(self) -> int:
+        """The processes to use: as given, else one per core this process may run on, at most MAX_PROCESSES."""
+        if self.processes is not None:
+            return self.processes
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, min(cores, MAX_PROCESSES))
 
 
 class Quickstart:
@@ -197,7 +211,7 @@ class Quickstart:
         else:
             res = search_checkpoint(self.ckpt, [str(self.lut_path)], [budget], cfg, self.result_path,
                                     resume=state_path(self.result_path).exists(), progress=say,
-                                    verifier=Verifier(opt.verify))
+                                    verifier=Verifier(opt.verify), processes=opt.workers)
         plot_result(res, self.out / "search.png")
         self.result = res
         return {"budget_ms": budget, "full_predicted_ms": full_ms}
@@ -320,7 +334,7 @@ def run_quickstart(opt: QuickstartOptions, say: Callable[[str], None] = print) -
     q = Quickstart(opt, say)
     q.out.mkdir(parents=True, exist_ok=True)
     summary: dict = {"space": {**q.space.describe(), "hash": q.space.hash}, "data": opt.data, "device": q.device.name,
-                     "seed": opt.seed, "out": str(q.out)}
+                     "seed": opt.seed, "processes": opt.workers, "out": str(q.out)}
     summary["lut"] = q.stage("lookup table", "lut", q.table)
     summary["calibration"] = q.stage("calibrate the table on this CPU", "calibrate", q.calibration)
     summary["training"] = q.stage(f"train a PruningNet on {opt.data}", "train", q.training)

@@ -34,9 +34,10 @@ TINY = ["--epochs", "1", "--train-per-class", "20", "--population", "4", "--gene
 
 def test_quickstart_smoke(shipped, tmp_path):
     out = tmp_path / "qs"
-    r = CliRunner().invoke(main, ["quickstart", "--out", str(out), *TINY, "--json"])
+    r = CliRunner().invoke(main, ["quickstart", "--out", str(out), *TINY, "--processes", "2", "--json"])
     assert r.exit_code == 0, r.output
     s = json.loads((out / "summary.json").read_text())
+    assert s["processes"] == 2 and "gen   2/2" in r.output  # the search's processes report through the command
     for f in ("cpu.lut.json.gz", "calibration.json", "calibration.png", "pruningnet.pt", "result.json", "search.png",
               "winner.onnx", "uniform.onnx", "full.onnx"):
         assert (out / f).is_file(), f
@@ -85,6 +86,7 @@ def test_cli_offers_every_retraining_start():
     assert tuple(params["retrain_from"].type.choices) == RETRAIN_FROM
     assert params["retrain_from"].default == QuickstartOptions.retrain_from
     assert params["retrain_epochs"].default == QuickstartOptions.retrain_epochs
+    assert params["processes"].default is QuickstartOptions.processes is None  # one per core
 
 
 def test_quickstart_bad_input(tmp_path):

@@ -17,6 +17,7 @@ import torch
 from click.testing import CliRunner
 
 from prune_lut.cli import main
+from prune_lut.errors import UserError
 from prune_lut.latency.lutfile import LUT
 from prune_lut.latency.predictor import Predictor
 from prune_lut.latency.frame import frame_of
@@ -219,6 +220,15 @@ def test_two_processes_equal_one(checkpoint, lut_path, full_ms, tmp_path):
     two = json.loads((tmp_path / "two.json").read_text())
     assert two["evaluated"] == one["evaluated"] and two["top"] == one["top"]
     assert two["uniform_baseline"] == one["uniform_baseline"]
+    # the same group started from inside the command (processes=2): rank 0's progress relayed, the same result
+    lines = []
+    spawned = search_checkpoint(checkpoint, [lut_path], [budget], cfg, tmp_path / "spawned.json", processes=2,
+                                progress=lines.append)
+    assert spawned["evaluated"] == one["evaluated"] and spawned["top"] == one["top"]
+    assert spawned == json.loads((tmp_path / "spawned.json").read_text())
+    assert [m.split(":")[0] for m in lines] == ["gen   1/2", "gen   2/2"], lines
+    with pytest.raises(UserError, match="^no arch meets 1e-06 ms"):  # a process's error, as its one line
+        search_checkpoint(checkpoint, [lut_path], [1e-6], cfg, tmp_path / "none.json", processes=2)
 
 
 def test_verify_measures_the_best_archs_and_export_takes_the_measured_winner(space, checkpoint, lut_path, full_ms,

@@ -30,9 +30,12 @@ from .options import SEED, Number, count, echo_json, positive
 @click.option("--build-lut", is_flag=True, help="Build the table on this CPU even when one ships.")
 @click.option("--lut-minutes", type=positive(), help="With --build-lut: time budget for the build.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--processes", type=count(1, 256), default=None,
+              help="Processes (one torch thread each) that share the search's evaluations (default: one per core, "
+                   "at most 4; the same result with any number).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary JSON.")
 def quickstart(out, data_spec, budget_share, epochs, train_per_class, population, generations, calibrate_samples,
-               verify, retrain_from, retrain_epochs, build_lut, lut_minutes, seed, as_json):
+               verify, retrain_from, retrain_epochs, build_lut, lut_minutes, seed, processes, as_json):
     """The whole loop on this CPU in minutes: table, calibration, PruningNet, search, export, measurement."""
     from ..outputs import writable_folder
     from ..quickstart import QuickstartOptions, run_quickstart
@@ -41,7 +44,8 @@ def quickstart(out, data_spec, budget_share, epochs, train_per_class, population
     opt = QuickstartOptions(out=out, data=data_spec, budget_share=budget_share, epochs=epochs,
                             train_per_class=train_per_class, population=population, generations=generations,
                             calibrate_samples=calibrate_samples, verify=verify, retrain_from=retrain_from,
-                            retrain_epochs=retrain_epochs, build_lut=build_lut, lut_minutes=lut_minutes, seed=seed)
+                            retrain_epochs=retrain_epochs, build_lut=build_lut, lut_minutes=lut_minutes, seed=seed,
+                            processes=processes)
     summary = run_quickstart(opt, say=(lambda m: click.echo(m, err=True)) if as_json else click.echo)
     if as_json:
         echo_json(summary)

@@ -43,7 +43,9 @@ def _check_outputs(out, plot, resume: bool, force: bool, inputs) -> None:
               help="Sub-train batches for BN recalibration.")
 @click.option("--recal-batch-size", type=count(1, 1 << 20), default=128, show_default=True)
 @click.option("--threads", type=THREADS, default=1, show_default=True,
-              help="Torch threads per process (small nets: use torchrun processes for more cores).")
+              help="Torch threads per process (small nets: use processes for more cores).")
+@click.option("--processes", type=count(1, 256), default=1, show_default=True,
+              help="Local processes that share each generation's evaluations (the same result; torchrun works too).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--out", default="result.json", show_default=True, type=click.Path(), help="Result JSON.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted search (state beside --out).")
@@ -55,11 +57,11 @@ def _check_outputs(out, plot, resume: bool, force: bool, inputs) -> None:
 @remote_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result JSON.")
 def search(checkpoint, luts, latency_ms, macs_m, population, generations, parents, mutation_prob, recal_batches,
-           recal_batch_size, threads, seed, out, resume, force, plot, verify, host, as_json):
+           recal_batch_size, threads, processes, seed, out, resume, force, plot, verify, host, as_json):
     """Evolutionary search for the most accurate arch under latency budgets (one per --lut device).
 
-    Runs under torchrun too: `torchrun --nproc-per-node 2 -m prune_lut.cli search ...` splits each
-    generation's evaluations across the processes (same result as one process).
+    --processes N splits each generation's evaluations across N local processes (the same result as
+    one process); so does torchrun: `torchrun --nproc-per-node 2 -m prune_lut.cli search ...`.
     """
     from ..errors import UserError
     from ..pruning.evolution import EvolutionConfig
@@ -75,7 +77,8 @@ def search(checkpoint, luts, latency_ms, macs_m, population, generations, parent
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     res = search_checkpoint(checkpoint, luts, latency_ms, cfg, out, macs_m=macs_m, resume=resume, plot=plot,
                             recal_batches=recal_batches, recal_batch_size=recal_batch_size, threads=threads,
-                            progress=say, verifier=Verifier(verify, host) if verify else None, force=force)
+                            progress=say, verifier=Verifier(verify, host) if verify else None, force=force,
+                            processes=processes)
     if not res:
         return
     if as_json:

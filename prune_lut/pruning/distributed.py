@@ -1,18 +1,22 @@
 """Multi-process data parallelism under torchrun: process group set-up and the collectives training needs.
 
 torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; without them everything here is a no-op for one
-process. Backend: NCCL with one GPU per process, gloo on CPU.
+process. Backend: NCCL with one GPU per process, gloo on CPU. :func:`spawn` starts such a group of
+local processes from inside a command, as ``torchrun --standalone`` would.
 """
 from __future__ import annotations
 
 import logging
 import os
+import socket
+import threading
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
 
-from ..errors import ParamError
+from ..errors import ParamError, UserError
 
 log = logging.getLogger(__name__)
 _BN_GROUP = None
@@ -105,3 +109,66 @@ def sync_batch_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     dev = x - mean.view(1, -1, 1, 1)
     var = dfn.all_reduce((dev * dev).sum(dim=(0, 2, 3)), group=group) / n
     return mean, var, n
+
+
+def in_process_group() -> bool:
+    """Whether this process is one rank of several (torchrun's environment, or :func:`spawn`'s)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or (dist.is_available() and dist.is_initialized())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank(rank: int, fn: Callable, args: tuple, world: int, port: int, queue) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)  # one core per process: small nets' time is per-operator overhead
+    try:
+        value = fn(*args, say=lambda m: queue.put(("say", m)))
+        if rank == 0:
+            queue.put(("return", value))
+    except UserError as e:  # the command's one line, not a child's traceback
+        queue.put(("error", str(e)))
+        raise SystemExit(2) from None
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def spawn(fn: Callable[..., Any], args: tuple, processes: int, say: Callable[[str], None] | None = None) -> Any:
+    """Run ``fn(*args, say=...)`` in ``processes`` fresh local processes, one torch thread each, joined
+    as one gloo group on loopback (``fn`` calls :func:`setup` as under torchrun); returns rank 0's value.
+
+    ``say`` receives the lines the processes pass to their ``say`` (rank 0's progress, typically).
+    A :class:`UserError` in any process is raised here, as its one line.
+    """
+    import torch.multiprocessing as mp
+
+    queue = mp.get_context("spawn").SimpleQueue()
+    got: dict[str, Any] = {}
+
+    def relay() -> None:
+        while (item := queue.get()) is not None:
+            kind, value = item
+            if kind == "say" and say is not None:
+                say(value)
+            else:
+                got.setdefault(kind, value)
+
+    thread = threading.Thread(target=relay, daemon=True)
+    thread.start()
+    try:
+        try:
+            mp.start_processes(_rank, args=(fn, args, processes, _free_port(), queue), nprocs=processes,
+                               start_method="spawn")
+        finally:
+            queue.put(None)  # after every process's last put (SimpleQueue writes at once)
+            thread.join()
+    except mp.ProcessExitedException:
+        if "error" in got:
+            raise UserError(got["error"]) from None
+        raise
+    return got.get("return")

@@ -148,22 +148,29 @@ def search_checkpoint(checkpoint: str | os.PathLike, luts: Sequence[str], latenc
                       resume: bool = False, plot: str | os.PathLike | None = None, recal_batches: int | None = None,
                       recal_batch_size: int | None = None, top_k: int | None = None, threads: int = 1,
                       progress: Callable[[str], None] | None = None, stop_after: int | None = None,
-                      verifier: Verifier | None = None, force: bool = False) -> dict:
+                      verifier: Verifier | None = None, force: bool = False, processes: int = 1) -> dict:
     """Search the space of ``checkpoint`` under the budgets; under torchrun, ranks share the evaluations.
 
     ``threads``: torch threads per process while scoring. One by default: the candidate networks
     are small, their time goes to per-operator overhead, and a second OpenMP thread on a busy
-    2-core machine made BN recalibration up to 100x slower (docs/BENCHMARKS.md); use torchrun
-    processes to use more cores. Writes ``out`` (and ``plot``) on rank 0 and returns the result (an
-    empty dict on other ranks). ``verifier`` measures the best archs on the budget devices
-    afterwards and adds ``verified`` to the result. ``resume`` continues the interrupted search
+    2-core machine made BN recalibration up to 100x slower (docs/BENCHMARKS.md); use processes
+    (``processes`` local ones, or torchrun's) to use more cores: the same result, in about 1/N of
+    the time. Writes ``out`` (and ``plot``) on rank 0 and returns the result (an empty dict on other
+    ranks). ``verifier`` measures the best archs on the budget devices afterwards (rank 0, the
+    others waiting) and adds ``verified`` to the result. ``resume`` continues the interrupted search
     beside ``out``, ``force`` starts over (see :func:`run_search`).
     """
     import torch
 
-    from ..distributed import setup
+    from ..distributed import in_process_group, setup, spawn
     from ..scoring import GeneratedNets
     from .plot import plot_result
+
+    if processes > 1 and not in_process_group():
+        kwargs = dict(macs_m=macs_m, resume=resume, plot=plot, recal_batches=recal_batches,
+                      recal_batch_size=recal_batch_size, top_k=top_k, threads=threads, stop_after=stop_after,
+                      verifier=verifier, force=force)
+        return spawn(_search_rank, (checkpoint, luts, latency_ms, config, out, kwargs), processes, progress) or {}
 
     dist = setup("cpu")
     saved_threads = torch.get_num_threads()
@@ -192,3 +199,8 @@ def search_checkpoint(checkpoint: str | os.PathLike, luts: Sequence[str], latenc
         return result if dist.main else {}
     finally:
         torch.set_num_threads(saved_threads)
+
+
+def _search_rank(checkpoint, luts, latency_ms, config, out, kwargs: dict, say) -> dict:
+    """One of :func:`search_checkpoint`'s local processes (``distributed.spawn``)."""
+    return search_checkpoint(checkpoint, luts, latency_ms, config, out, progress=say, **kwargs)
