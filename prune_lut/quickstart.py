@@ -86,7 +86,7 @@ class QuickstartOptions:
     build_lut: bool = False
     lut_minutes: float | None = None
     seed: int = 0
-    processes: int | None = None  # for the search (and the retraining): None, one per core up to MAX_PROCESSES
+    processes: int | None = None  # that share the search; None: one per core, up to MAX_PROCESSES
 
     def check(self) -> None:
         if self.data not in DATA:
