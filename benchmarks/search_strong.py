@@ -1,9 +1,10 @@
 """Where pruning matters: searched vs uniform vs random-in-budget archs at strong latency budgets.
 
-Fashion-MNIST at 14x14 (the small-input MobileNetV2 space at multiple 8), the whole training set by
-default. Budgets over the strong end of the space, on a table calibrated on this machine (``--lut``,
-``prune-lut calibrate`` first): ``--budgets`` as multiples of the smallest arch's predicted latency
-(``s1.3``) or shares of the full net's (``f0.35``). Per budget:
+Fashion-MNIST at 14x14 by default (``--data``, ``--resolution``; the small-input MobileNetV2 space at
+multiple 8), the whole training set by default. Budgets over the strong end of the space, on a table
+calibrated on this machine (``--lut``, ``prune-lut calibrate`` first, or built here): ``--budgets`` as
+multiples of the smallest arch's predicted latency (``s1.3``) or shares of the full net's (``f0.35``).
+Per budget:
   1. one search (MetaPruning's evolution, the PruningNet fitness);
   2. a control: the most accurate of N random archs inside the budget (N = the search's evaluation
      count; drawn as the search's own initial population is, scored by the same fitness);
@@ -14,7 +15,9 @@ default. Budgets over the strong end of the space, on a table calibrated on this
   4. winner, uniform rival and control trained from scratch with ``--seeds`` seeds (train_plain, the
      whole training set), test accuracy on the whole test set; mean, spread, Welch's t and p.
 The full net is trained with ``--full-seeds`` seeds beside them (how much the uniform arch loses).
-Everything resumes: every training run checkpoints, report.json is rewritten after each step.
+Everything resumes: every training run checkpoints, report.json is rewritten after each step. The
+from-scratch runs of every budget are trained after all budgets are searched and measured, ``--jobs``
+at a time (processes: on a GPU they share it, on CPUs they share the cores).
 
     python benchmarks/search_strong.py --lut runs/cpu14-calibrated.json.gz --out runs/strong
 """
@@ -23,12 +26,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import multiprocessing
+import os
 import platform
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+import torch
 from scipy.stats import ttest_ind
 
 from prune_lut.files import read_json, write_json
@@ -77,6 +84,36 @@ def measure_all(space, archs: dict[str, dict], rounds: int) -> dict[str, float]:
     return {n: statistics.median(r[i] for r in per) for i, n in enumerate(names)}
 
 
+_WORKER: dict = {}
+
+
+def _init_worker(data_kw: dict, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER["data"] = load_data(**data_kw)  # the same split as the parent's: the same arguments and seed
+
+
+def _train(space, genes: dict, epochs: int, seed: int, out: Path, data=None) -> dict:
+    t0 = time.perf_counter()
+    r = train_plain(space, genes, data or _WORKER["data"], epochs=epochs, seed=seed, out=out, resume=True,
+                    progress=False)
+    return {"test_acc": r.test_acc, "seconds": time.perf_counter() - t0}
+
+
+def train_all(jobs: list[tuple], space, data, data_kw: dict, epochs: int, n: int):
+    """Yield (tag, result) of every from-scratch run in ``jobs`` ((tag, genes, seed, checkpoint)) as it
+    finishes: in this process when ``n`` is 1, else ``n`` processes, each loading the data once."""
+    if n <= 1 or len(jobs) <= 1:
+        for tag, genes, seed, out in jobs:
+            yield tag, _train(space, genes, epochs, seed, out, data)
+        return
+    threads = max(1, (os.cpu_count() or 1) // n)
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                             initargs=(data_kw, threads)) as pool:
+        futs = {pool.submit(_train, space, genes, epochs, seed, out): tag for tag, genes, seed, out in jobs}
+        for f in as_completed(futs):
+            yield futs[f], f.result()
+
+
 def summarize(runs: dict, names: list[str], seeds: int) -> dict:
     acc = {n: [runs[f"{n}-s{s}"]["test_acc"] for s in range(seeds) if f"{n}-s{s}" in runs] for n in names}
     out = {n: {"mean": statistics.mean(v), "stdev": statistics.stdev(v) if len(v) > 1 else 0.0, "n": len(v),
@@ -90,10 +127,35 @@ def summarize(runs: dict, names: list[str], seeds: int) -> dict:
     return out
 
 
+def retrain(a, report: dict, space, data, data_kw: dict, out: Path) -> None:
+    """Every budget's winner, uniform rival and control, and the full net, trained from scratch
+    (``--jobs`` at a time); each run lands in report.json as it finishes, then the summaries."""
+    rep_path, specs = out / "report.json", a.budgets.split(",")
+    full_runs = report.setdefault("full_runs", {})
+    jobs = [((None, f"full-s{seed}"), space.full(), seed, out / f"full-s{seed}.pt")
+            for seed in range(a.full_seeds) if f"full-s{seed}" not in full_runs]
+    for spec in specs:
+        b = report["budgets"][spec]
+        for name, arch in (("searched", b["winner"]), ("uniform", b["uniform"]), ("random", b["control"])):
+            jobs += [((spec, f"{name}-s{seed}"), arch["genes"], seed, out / f"{spec}-{name}-s{seed}.pt")
+                     for seed in range(a.seeds) if f"{name}-s{seed}" not in b["runs"]]
+    for (spec, key), r in train_all(jobs, space, data, data_kw, a.epochs, a.jobs):
+        (report["budgets"][spec]["runs"] if spec else full_runs)[key] = r
+        write_json(rep_path, report)
+    for spec in specs:
+        b = report["budgets"][spec]
+        b["summary"] = summarize(b["runs"], ["searched", "uniform", "random"], a.seeds)
+        write_json(rep_path, report)
+        print(spec, json.dumps(b["summary"]), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lut", required=True, help="cpu table of the 14x14 space, calibrated on this machine")
+    ap.add_argument("--lut", required=True, help="cpu table of the space, calibrated on this machine")
     ap.add_argument("--out", default="runs/strong")
+    ap.add_argument("--data", default="fashion-mnist", help="fashion-mnist[:DIR]")
+    ap.add_argument("--resolution", type=int, default=14)
+    ap.add_argument("--jobs", type=int, default=1, help="from-scratch runs trained at once, one process each")
     ap.add_argument("--train-per-class", type=int, default=0, help="0: the whole training set")
     ap.add_argument("--val-per-class", type=int, default=300, help="sub-validation images per class (the fitness)")
     ap.add_argument("--pn-epochs", type=int, default=6)
@@ -120,15 +182,22 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     rep_path = out / "report.json"
     report = read_json(rep_path) if rep_path.exists() else {}
-    space = get_space("mobilenet_v2", resolution=14, num_classes=10, in_channels=1, small_input=True, multiple=8)
+    data_kw = {"spec": a.data, "resolution": a.resolution, "train_per_class": a.train_per_class or None,
+               "val_per_class": a.val_per_class, "seed": 0}
+    data = load_data(**data_kw)
+    space = get_space("mobilenet_v2", resolution=data.resolution, num_classes=data.num_classes,
+                      in_channels=data.in_channels, small_input=True, multiple=8)
     lut = LUT.load(a.lut, space_hash=space.hash)
     pred = Predictor(lut)
     ms = lambda arch: pred.predict_ms(space.layer_specs(arch))  # noqa: E731
     smallest, full = ms(space.smallest()), ms(space.full())
+    for spec in a.budgets.split(","):
+        if not smallest < budget_ms(spec, smallest, full) < full:
+            raise SystemExit(f"budget {spec} is {budget_ms(spec, smallest, full):.4g} ms, outside the space "
+                             f"({smallest:.4g} .. {full:.4g} ms on {a.lut}): choose one between the smallest "
+                             "arch's and the full net's")
     report.update({"command": " ".join(sys.argv), "host": platform.node(), "settings": vars(a), "frame": frame_of(lut),
                    "smallest_ms": smallest, "full_ms": full, "budgets": report.get("budgets", {})})
-    data = load_data("fashion-mnist", resolution=14, train_per_class=a.train_per_class or None,
-                     val_per_class=a.val_per_class, seed=0)
     ckpt = out / "pruningnet.pt"
     t0 = time.perf_counter()
     rng = tuple(float(x) * full for x in a.pn_latency_range.split(",")) if a.pn_latency_range else None
@@ -184,27 +253,8 @@ def main() -> None:
         if a.measure_only:
             continue
         b["fitness"] = {"searched": b["winner"]["accuracy"], "random": b["control"]["accuracy"]}
-        for name, genes in (("searched", b["winner"]["genes"]), ("uniform", b["uniform"]["genes"]),
-                            ("random", b["control"]["genes"])):
-            for seed in range(a.seeds):
-                key = f"{name}-s{seed}"
-                if key not in b["runs"]:
-                    t0 = time.perf_counter()
-                    r = train_plain(space, genes, data, epochs=a.epochs, seed=seed, out=out / f"{spec}-{key}.pt",
-                                    resume=True, progress=False)
-                    b["runs"][key] = {"test_acc": r.test_acc, "seconds": time.perf_counter() - t0}
-                    write_json(rep_path, report)
-        b["summary"] = summarize(b["runs"], ["searched", "uniform", "random"], a.seeds)
-        write_json(rep_path, report)
-        print(spec, json.dumps(b["summary"]), flush=True)
     if not (a.search_only or a.measure_only):
-        runs = report.setdefault("full_runs", {})
-        for seed in range(a.full_seeds):
-            if f"full-s{seed}" not in runs:
-                r = train_plain(space, space.full(), data, epochs=a.epochs, seed=seed, out=out / f"full-s{seed}.pt",
-                                resume=True, progress=False)
-                runs[f"full-s{seed}"] = {"test_acc": r.test_acc}
-                write_json(rep_path, report)
+        retrain(a, report, space, data, data_kw, out)
     report["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     write_json(rep_path, report)
 
