@@ -94,7 +94,7 @@ def _init_worker(data_kw: dict, threads: int) -> None:
 
 def _train(space, genes: dict, epochs: int, seed: int, out: Path, data=None) -> dict:
     t0 = time.perf_counter()
-    r = train_plain(space, genes, data or _WORKER["data"], epochs=epochs, seed=seed, out=out, resume=True,
+    r = train_plain(space, genes, _WORKER["data"] if data is None else data, epochs=epochs, seed=seed, out=out, resume=True,
                     progress=False)
     return {"test_acc": r.test_acc, "seconds": time.perf_counter() - t0}
 
@@ -192,8 +192,8 @@ def main() -> None:
     ms = lambda arch: pred.predict_ms(space.layer_specs(arch))  # noqa: E731
     smallest, full = ms(space.smallest()), ms(space.full())
     for spec in a.budgets.split(","):
-        if not smallest < budget_ms(spec, smallest, full) < full:
-            raise SystemExit(f"budget {spec} is {budget_ms(spec, smallest, full):.4g} ms, outside the space "
+        if not smallest < (x := budget_ms(spec, smallest, full)) < full:
+            raise SystemExit(f"budget {spec} is {x:.4g} ms, outside the space "
                              f"({smallest:.4g} .. {full:.4g} ms on {a.lut}): choose one between the smallest "
                              "arch's and the full net's")
     report.update({"command": " ".join(sys.argv), "host": platform.node(), "settings": vars(a), "frame": frame_of(lut),
