@@ -6,8 +6,12 @@ the PruningNet (equal epochs), with its sub-validation split held out:
   * ``spread``: 20 random archs spread over the space's size range (``train_fmnist_rank.spread_archs``),
     one seed: the ratio of generated to scratch test accuracy;
   * ``equal``: 20 archs whose predicted latency (``--lut``) lies within +-5% of ``--budget-x`` times the
-    smallest arch's, two seeds: the rank correlation that decides a search at one budget, beside its
-    ceiling (seed against seed) and the proxies MACs and params, which cannot tell such archs apart.
+    smallest arch's, ``--equal-seeds`` seeds: the rank correlation that decides a search at one budget,
+    beside its ceiling (seed against seed) and the proxies MACs and params, which cannot tell such archs
+    apart;
+  * ``uniform``: the two uniform archs whose predicted latency brackets that target, as many seeds: the
+    headroom, how much any arch of the equal set (the best one, the PruningNet's pick) gains over uniform
+    width scaling at that latency.
 Commands (each resumes; every checkpoint and results file stays under --out):
 
     python benchmarks/pruningnet_quality.py scratch --lut LUT --out runs/q
@@ -26,7 +30,7 @@ import time
 from pathlib import Path
 
 import torch
-from scipy.stats import kendalltau, spearmanr
+from scipy.stats import kendalltau, spearmanr, ttest_ind
 
 sys.path.insert(0, str(Path(__file__).parent))
 from train_fmnist_rank import spread_archs  # noqa: E402
@@ -65,6 +69,13 @@ def equal_latency_archs(space: ChannelSpace, predict, target_ms: float, n: int, 
     raise SystemExit(f"only {len(out)} archs within +-{tol:.0%} of {target_ms:.4g} ms")
 
 
+def bracketing_uniform(space: ChannelSpace, predict, target_ms: float) -> list[dict[str, int]]:
+    """The widest uniform arch predicted under ``target_ms`` and the narrowest one at or over it."""
+    archs = sorted({space.vector(space.uniform(r)): space.uniform(r) for r in space.grid}.values(), key=predict)
+    i = next((i for i, x in enumerate(archs) if predict(x) >= target_ms), len(archs) - 1)
+    return archs[max(i - 1, 0):i + 1]
+
+
 def setup(a):
     data = load_data(a.data, resolution=a.resolution, train_per_class=a.train_per_class,
                      test_per_class=a.test_per_class, val_per_class=a.val_per_class, seed=a.seed)
@@ -73,8 +84,10 @@ def setup(a):
     pred = Predictor(LUT.load(a.lut, space_hash=space.hash))
     predict = lambda arch: pred.predict_ms(space.layer_specs(arch))  # noqa: E731
     small_ms = predict(space.smallest())
+    target = a.budget_x * small_ms
     archs = {"spread": spread_archs(space, a.archs, a.seed + 1),
-             "equal": equal_latency_archs(space, predict, a.budget_x * small_ms, a.archs, a.seed + 2)}
+             "equal": equal_latency_archs(space, predict, target, a.archs, a.seed + 2),
+             "uniform": bracketing_uniform(space, predict, target)}
     meta = {"space": space.describe(), "space_hash": space.hash, "data": data.describe(), "lut": a.lut,
             "smallest_ms": small_ms, "full_ms": predict(space.full()), "equal_target_ms": a.budget_x * small_ms,
             "machine": f"{platform.node()} {platform.machine()}, {torch.get_num_threads()} torch threads"}
@@ -94,7 +107,8 @@ def scratch(a) -> None:
     res.update(meta)
     opts = dict(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, resume=True, progress=False, holdout=True)
     # the equal-latency set first: the ranking the search relies on
-    jobs = [("full", 0, space.full(), 0)] + [("equal", i, x, s) for s in (0, 1) for i, x in enumerate(archs["equal"])]
+    jobs = [("full", 0, space.full(), 0)] + [(kind, i, x, s) for s in range(a.equal_seeds)
+                                             for kind in ("equal", "uniform") for i, x in enumerate(archs[kind])]
     jobs += [("spread", i, x, 0) for i, x in enumerate(archs["spread"])]
     for kind, i, arch, seed in jobs:
         key = f"{kind}-{i:02d}-s{seed}"
@@ -158,16 +172,54 @@ def figures(scr: dict, var: dict) -> dict:
                                                   [runs[f"{k}-s0"]["test"] for k in spread])}
     equal = [k for k in sorted(sc) if k.startswith("equal") and f"{k}-s0" in runs and f"{k}-s1" in runs]
     if len(equal) >= 3:
-        s0 = [runs[f"{k}-s0"]["test"] for k in equal]
-        s1 = [runs[f"{k}-s1"]["test"] for k in equal]
-        mean = [(p + q) / 2 for p, q in zip(s0, s1)]
-        out["equal"] = {"n": len(equal), "pn_val_vs_scratch_mean": _corr([sc[k]["val"] for k in equal], mean),
+        seeds = [s for s in range(100) if all(f"{k}-s{s}" in runs for k in equal)]
+        acc = {k: [runs[f"{k}-s{s}"]["test"] for s in seeds] for k in equal}
+        mean = [statistics.mean(acc[k]) for k in equal]
+        pairs = [_corr([acc[k][i] for k in equal], [acc[k][j] for k in equal])["spearman"]
+                 for i in range(len(seeds)) for j in range(i + 1, len(seeds))]
+        r1 = statistics.mean(pairs)
+        out["equal"] = {"n": len(equal), "seeds": len(seeds),
+                        "pn_val_vs_scratch_mean": _corr([sc[k]["val"] for k in equal], mean),
                         "pn_test_vs_scratch_mean": _corr([sc[k]["test"] for k in equal], mean),
-                        "ceiling_seed0_vs_seed1": _corr(s0, s1),
+                        "ceiling_seed0_vs_seed1": _corr([acc[k][0] for k in equal], [acc[k][1] for k in equal]),
+                        "ceiling_seed_vs_seed_mean_spearman": r1,
+                        # Spearman-Brown: how well the mean of len(seeds) runs agrees with another such mean
+                        "reliability_of_mean": len(seeds) * r1 / (1 + (len(seeds) - 1) * r1),
                         "macs_vs_scratch_mean": _corr([runs[f"{k}-s0"]["macs"] for k in equal], mean),
                         "params_vs_scratch_mean": _corr([runs[f"{k}-s0"]["params"] for k in equal], mean),
                         "scratch_mean_range": [min(mean), max(mean)],
                         "median_ratio": statistics.median(sc[k]["test"] / m for k, m in zip(equal, mean))}
+        out["headroom"] = headroom(runs, sc, acc, seeds)
+    return out
+
+
+def headroom(runs: dict, sc: dict, acc: dict, seeds: list[int]) -> dict:
+    """What picking among the equal set gains over the uniform archs at its latency, seed for seed.
+
+    The best arch is chosen on the first two seeds and scored on the others, so its figure carries no
+    winner's curse; the PruningNet's pick (best sub-val fitness) is scored on every seed."""
+    uni = {k: [runs[f"{k}-s{s}"]["test"] for s in seeds] for k in sorted({r.rsplit("-s", 1)[0] for r in runs})
+           if k.startswith("uniform") and all(f"{k}-s{s}" in runs for s in seeds)}
+    if not uni:
+        return {}
+
+    def vs(a: list[float], b: list[float]) -> dict:
+        t = ttest_ind(a, b, equal_var=False) if len(a) > 1 and len(b) > 1 else None
+        return {"gain_points": 100 * (statistics.mean(a) - statistics.mean(b)),
+                "welch_t": t and float(t.statistic), "p": t and float(t.pvalue)}
+
+    out: dict = {"uniform": {k: {"predicted_ms": runs[f"{k}-s0"]["predicted_ms"], "mean": statistics.mean(v),
+                                 "values": v} for k, v in uni.items()}}
+    means = {k: statistics.mean(v) for k, v in acc.items()}
+    out["equal_archs_above_uniform"] = {k: sum(m > statistics.mean(v) for m in means.values()) for k, v in uni.items()}
+    pick = max(acc, key=lambda k: sc[k]["val"])
+    out["pruningnet_pick"] = {"arch": pick, "mean": means[pick],
+                              "vs": {k: vs(acc[pick], v) for k, v in uni.items()}}
+    if len(seeds) > 2:
+        best = max(acc, key=lambda k: statistics.mean(acc[k][:2]))
+        held = acc[best][2:]
+        out["best_on_seeds_0_1"] = {"arch": best, "mean_other_seeds": statistics.mean(held),
+                                    "vs": {k: vs(held, v[2:]) for k, v in uni.items()}}
     return out
 
 
@@ -199,6 +251,7 @@ def main() -> None:
     ap.add_argument("--val-per-class", type=int, default=100)
     ap.add_argument("--test-per-class", type=int, default=1000, help="1000: the whole Fashion-MNIST test set")
     ap.add_argument("--archs", type=int, default=20)
+    ap.add_argument("--equal-seeds", type=int, default=2, help="scratch: seeds of the equal and uniform sets")
     ap.add_argument("--budget-x", type=float, default=2.0, help="equal-latency target: x the smallest arch's")
     ap.add_argument("--epochs", type=int, default=10, help="PruningNet and scratch epochs (equal)")
     ap.add_argument("--pn-epochs", type=int, help="variant: PruningNet epochs (default --epochs; more: a longer schedule)")
