@@ -1,0 +1,97 @@
+"""Does the search pick archs the table under-predicts? Measured vs predicted latency, selected vs not.
+
+The search keeps the most accurate archs whose *predicted* latency fits the budget. Where a table's
+entries err, an arch made of under-predicted entries fits more capacity under the budget, scores
+higher, and is kept: the winner's curse, on latency. This measures it side by side:
+  * ``top``: the search's best ``--top`` archs (one search of the checkpoint under ``--latency-ms``);
+  * ``control``: as many archs drawn without selection, predicted within +-5% of the median of the
+    top's predictions (the level draws of the equal-latency benchmark);
+  * ``uniform``: the uniform archs predicted within +-15% of that latency;
+all measured end to end on this machine's cpu profile in ``--rounds`` interleaved rounds (median per
+arch). Reported per group: measured / predicted, median and spread, and Mann-Whitney's U of top vs
+control. The machine's drift since the table was built scales every group alike; only the groups'
+difference tells the selection's bias.
+
+    python benchmarks/latency_selection.py --checkpoint CK --lut LUT --latency-ms 0.32 --out runs/sel
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+from scipy.stats import mannwhitneyu
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pruningnet_quality import equal_latency_archs  # noqa: E402
+from reference_time import reference_ms  # noqa: E402
+from search_strong import measure_all  # noqa: E402
+
+from prune_lut.files import read_json, write_json  # noqa: E402
+from prune_lut.latency.lutfile import LUT  # noqa: E402
+from prune_lut.latency.predictor import Predictor  # noqa: E402
+from prune_lut.pruning.evolution import EvolutionConfig  # noqa: E402
+from prune_lut.pruning.search import load_result, search_checkpoint  # noqa: E402
+from prune_lut.pruning.train import load_checkpoint  # noqa: E402
+
+
+def groups(space, predict, result: dict, top: int, seed: int) -> dict[str, dict[str, dict]]:
+    tops = {f"top{e['rank']}": space.check_arch(e["arch"]["genes"]) for e in result["top"][:top]}
+    target = statistics.median(predict(x) for x in tops.values())
+    control = {f"control{i}": x for i, x in enumerate(equal_latency_archs(space, predict, target, top, seed))}
+    uniform = {f"x{r:g}": space.uniform(r) for r in sorted(set(space.grid))
+               if abs(predict(space.uniform(r)) / target - 1) <= 0.15}
+    return {"top": tops, "control": control, "uniform": uniform}
+
+
+def summary(ratios: list[float]) -> dict:
+    return {"n": len(ratios), "median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True, help="a PruningNet checkpoint of the table's space")
+    ap.add_argument("--lut", required=True, help="the cpu table the search predicts with")
+    ap.add_argument("--latency-ms", type=float, required=True, help="the search's budget")
+    ap.add_argument("--out", required=True, help="folder: the search result and report.json")
+    ap.add_argument("--top", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--population", type=int, default=50)
+    ap.add_argument("--generations", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    space = load_checkpoint(a.checkpoint).space
+    pred = Predictor(LUT.load(a.lut, space_hash=space.hash))
+    predict = lambda arch: pred.predict_ms(space.layer_specs(arch))  # noqa: E731
+    res_path = out / "result.json"
+    if not res_path.exists():
+        search_checkpoint(a.checkpoint, [a.lut], [a.latency_ms], EvolutionConfig(
+            population=a.population, generations=a.generations, parents=min(10, a.population), seed=a.seed),
+            res_path, resume=True, top_k=a.top)
+    sets = groups(space, predict, load_result(res_path), a.top, a.seed + 2)
+    rep_path = out / "report.json"
+    rep = read_json(rep_path) if rep_path.exists() else {}
+    archs = {k: x for g in sets.values() for k, x in g.items()}
+    if set(archs) - set(rep.get("measured", {})):  # the measurement is the expensive part: kept once taken
+        rep["reference_ms_before"] = reference_ms()["median_ms"]
+        rep["measured"] = measure_all(space, archs, a.rounds)
+        rep["reference_ms_after"] = reference_ms()["median_ms"]
+    rep.update({"lut": a.lut, "checkpoint": a.checkpoint, "latency_ms": a.latency_ms, "rounds": a.rounds,
+                "archs": {g: {k: {"genes": x, "predicted_ms": predict(x), "macs": space.macs(x)}
+                              for k, x in xs.items()} for g, xs in sets.items()}})
+    ratio = {g: [rep["measured"][k] / predict(x) for k, x in xs.items()] for g, xs in sets.items()}
+    rep["measured_over_predicted"] = {g: summary(r) for g, r in ratio.items() if r}
+    u = mannwhitneyu(ratio["top"], ratio["control"], alternative="greater")
+    rep["top_vs_control"] = {"u": float(u.statistic), "p_top_greater": float(u.pvalue)}
+    write_json(rep_path, rep)
+    for g, s in rep["measured_over_predicted"].items():
+        print(f"{g:8s} n {s['n']:2d}  measured/predicted median {s['median']:.3f} ({s['min']:.3f}-{s['max']:.3f})")
+    print(f"top vs control: Mann-Whitney U {u.statistic:.0f}, one-sided p {u.pvalue:.3g}; reference "
+          f"{rep['reference_ms_before']:.2f} ms before, {rep['reference_ms_after']:.2f} ms after")
+
+
+if __name__ == "__main__":
+    main()
