@@ -89,7 +89,7 @@ def setup(a):
              "equal": equal_latency_archs(space, predict, target, a.archs, a.seed + 2),
              "uniform": bracketing_uniform(space, predict, target)}
     meta = {"space": space.describe(), "space_hash": space.hash, "data": data.describe(), "lut": a.lut,
-            "smallest_ms": small_ms, "full_ms": predict(space.full()), "equal_target_ms": a.budget_x * small_ms,
+            "smallest_ms": small_ms, "full_ms": predict(space.full()), "equal_target_ms": target,
             "machine": f"{platform.node()} {platform.machine()}, {torch.get_num_threads()} torch threads"}
     return data, space, predict, archs, meta
 
