@@ -82,7 +82,7 @@ def main() -> None:
     rep.update({"lut": a.lut, "checkpoint": a.checkpoint, "latency_ms": a.latency_ms, "rounds": a.rounds,
                 "archs": {g: {k: {"genes": x, "predicted_ms": predict(x), "macs": space.macs(x)}
                               for k, x in xs.items()} for g, xs in sets.items()}})
-    ratio = {g: [rep["measured"][k] / predict(x) for k, x in xs.items()] for g, xs in sets.items()}
+    ratio = {g: [rep["measured"][k] / x["predicted_ms"] for k, x in xs.items()] for g, xs in rep["archs"].items()}
     rep["measured_over_predicted"] = {g: summary(r) for g, r in ratio.items() if r}
     u = mannwhitneyu(ratio["top"], ratio["control"], alternative="greater")
     rep["top_vs_control"] = {"u": float(u.statistic), "p_top_greater": float(u.pvalue)}
