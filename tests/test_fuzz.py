@@ -390,7 +390,6 @@ BASE = {  # the arguments each command needs besides the option under test (so t
     "export": ["--out", "x.onnx"], "validate": ["--from-record", "r.json"], "calibrate": ["--lut", "t.json.gz"],
     "predict": ["--lut", "t.json.gz", "a.json"], "space": ["mobilenet_v2"], "quickstart": [], "devices": [],
     "lut info": ["t.json.gz"], "lut merge": ["a.json.gz", "b.json.gz", "--out", "m.json.gz"],
-    "lut shrink": ["t.json.gz", "--out", "s.json.gz"],
 }
 
 

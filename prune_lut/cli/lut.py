@@ -5,7 +5,7 @@ import click
 
 from ..outputs import Output, check_inputs_distinct, check_outputs
 from .app import main
-from .options import SEED, echo_json, force_option, json_option
+from .options import echo_json, force_option, json_option
 from .render import lut_info_lines
 
 
@@ -69,22 +69,3 @@ def lut_merge(paths, out, force):
     click.echo(f"wrote {out}: {c} entries ({len(m.measured_keys())} measured) of {total} keys from {len(paths)} files"
                + ("" if total is None or c >= total else f" (INCOMPLETE: {total - c} keys missing; merge the other "
                                                         "shards too)"))
-
-
-@lut.command("shrink")
-@click.argument("path", type=click.Path())
-@click.option("--out", required=True, type=click.Path(), help="The shrunk LUT file.")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the regressor's folds.")
-@force_option("an existing --out")
-def lut_shrink(path, out, seed, force):
-    """Pull each entry toward a regressor's prediction by the share of it that is noise (a table for search)."""
-    from ..latency.lutfile import LUT
-    from ..latency.shrink import shrink
-
-    check_outputs([Output("--out", out, replace=force)], [("PATH", path)])
-    t = LUT.load(path)
-    figures = shrink(t, seed=seed)
-    t.save(out)
-    click.echo(f"wrote {out}: " + "; ".join(
-        f"{g} {f['keys']} entries, noise {f['sigma_log']:.0%} per observation, kept {f['mean_weight']:.0%} of "
-        "their distance from the regressor" for g, f in figures.items()))
