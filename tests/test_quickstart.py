@@ -37,6 +37,7 @@ def test_quickstart_smoke(shipped, tmp_path):
     r = CliRunner().invoke(main, ["quickstart", "--out", str(out), *TINY, "--processes", "2", "--json"])
     assert r.exit_code == 0, r.output
     s = json.loads((out / "summary.json").read_text())
+    assert json.loads(r.stdout) == s  # --json: stdout is the summary alone, progress goes to stderr
     assert s["processes"] == 2 and "gen   2/2" in r.output  # the search's processes report through the command
     for f in ("cpu.lut.json.gz", "calibration.json", "calibration.png", "pruningnet.pt", "result.json", "search.png",
               "winner.onnx", "uniform.onnx", "full.onnx"):

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,7 +183,7 @@ def fit(recipe: Recipe, space: ChannelSpace, data: DataSplits, out: str | Path, 
         digest = hashlib.sha256()
         tot = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count (all processes)
         bar = tqdm(total=steps, desc=f"{recipe.kind} epoch {epoch + 1}/{cfg['epochs']}", unit="step", leave=False,
-                   disable=not (progress and dist.main))
+                   disable=None if progress and dist.main else True)  # None: no bar where stderr is no terminal
         for i, (x, y) in enumerate(batches(data.train, bs, order, drop_last=True)):
             step = epoch * steps + i
             for g in opt.param_groups:
@@ -221,7 +222,7 @@ def fit(recipe: Recipe, space: ChannelSpace, data: DataSplits, out: str | Path, 
             msg = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()
                             if k not in ("rank_digests", "archs_digest"))
             if progress and not log.isEnabledFor(logging.INFO):
-                tqdm.write(msg)
+                tqdm.write(msg, file=sys.stderr)  # progress, like the bar: stdout may carry --json
             else:
                 log.info("%s", msg)
         else:
