@@ -113,6 +113,13 @@ def test_another_device_and_a_drifted_reference_warn_in_one_line(built, tmp_path
     assert not [w for w in rec["warnings"] if "another device" in w]
 
 
+def test_progress_bars_stay_out_of_log_files(built):
+    """Without --json the commands show progress, but only on a terminal: a log file gets no bar."""
+    r = CliRunner().invoke(main, ["validate", "--lut", str(built["lut"]), "--samples", "3"])
+    assert r.exit_code == 0, r.output
+    assert "validate" in r.stdout and "\r" not in r.stderr and "net/s" not in r.stderr, r.stderr
+
+
 def test_max_error_exit_code(built):
     run = CliRunner().invoke
     ok = run(main, ["validate", "--from-record", str(built["record_path"]), "--max-error", "1000"])

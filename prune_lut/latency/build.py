@@ -297,7 +297,8 @@ def build_table(lut: LUT, path: str | Path, meter, plan: Callable[[list[str]], I
         nonlocal done_ids, measured_any
         nets = prefetched([n for n in plan(keys) if n.id not in done_ids] if keys else [])
         log.info("%s: %d keys with %d networks", label, len(keys), len(nets))
-        bar = tqdm(total=len(nets), desc=f"{label} {len(keys)} keys", unit="net", disable=not progress)
+        bar = tqdm(total=len(nets), desc=f"{label} {len(keys)} keys", unit="net",
+                   disable=None if progress else True)  # None: no bar where stderr is no terminal (a log file)
         last_save = time.monotonic()
         try:
             for chunk, models, res in groups([nets[i:i + group] for i in range(0, len(nets), group)], budget=True):

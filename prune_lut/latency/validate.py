@@ -101,7 +101,8 @@ def measure_nets(nets: list[Net], reference: bytes, meter, repeat_share: float =
         return {"t": t - 1, "raw_ms": res["median_ms"], "spread_ms": res["spread_ms"], "reps": res["reps"],
                 "ref_ms": ref["median_ms"], "attempts": 1}
 
-    done = [call(i) for i, _ in tqdm(calls, desc="validate", unit="net", disable=not progress)]
+    quiet = None if progress else True  # None: tqdm shows no bar where stderr is no terminal (a log file)
+    done = [call(i) for i, _ in tqdm(calls, desc="validate", unit="net", disable=quiet)]
     for _ in range(RETRIES):
         calm = float(np.median([r["ref_ms"] for r in done]))
         spread_tol = max(SPREAD_TOL, 3 * float(np.median([r["spread_ms"] / r["raw_ms"] for r in done])))
@@ -113,7 +114,7 @@ def measure_nets(nets: list[Net], reference: bytes, meter, repeat_share: float =
         if not bad:
             break
         log.info("%d calls ran while the machine was disturbed: measuring them again", len(bad))
-        for j in tqdm(bad, desc="re-measure disturbed", unit="net", disable=not progress):
+        for j in tqdm(bad, desc="re-measure disturbed", unit="net", disable=quiet):
             new = call(calls[j][0])
             new["attempts"] = done[j]["attempts"] + 1
             if disturbance(new) < disturbance(done[j]):
