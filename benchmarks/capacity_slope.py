@@ -55,8 +55,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     rep_path = out / "report.json"
     report = read_json(rep_path) if rep_path.exists() else {"settings": vars(a), "runs": {}, "reference_ms": []}
-    if report["settings"] != vars(a):
+    # Runs are keyed by seed, so a rerun with more seeds adds runs; any other change would mix settings.
+    if {**report["settings"], "seeds": a.seeds} != vars(a):
         raise SystemExit(f"{rep_path} was made with other settings ({report['settings']}); choose another --out")
+    report["settings"]["seeds"] = a.seeds
     report["reference_ms"].append(reference_ms()["median_ms"])
     ratios = a.ratios.split(",")
     for size in a.sizes.split(","):
