@@ -21,9 +21,9 @@ from pathlib import Path
 
 from prune_lut.files import read_json, write_json
 from prune_lut.pruning.data import load_data
-from prune_lut.pruning.space import get_space
 from prune_lut.pruning.train import train_plain
 from reference_time import reference_ms  # benchmarks/ (this script's folder)
+from small_space import small_space
 
 
 def slopes(cells: dict, ratios: list[str]) -> list[dict]:
@@ -65,8 +65,7 @@ def main() -> None:
         per_class, epochs = (int(x) for x in size.split(":"))
         data = load_data(a.data, resolution=a.resolution, val_per_class=a.val_per_class, seed=0,
                          train_per_class=per_class or None)
-        space = get_space("mobilenet_v2", resolution=data.resolution, num_classes=data.num_classes,
-                          in_channels=data.in_channels, small_input=True, multiple=8)
+        space = small_space(data)
         cells = report.setdefault("cells", {}).setdefault(size, {})
         for r in ratios:
             arch = space.uniform(float(r))

@@ -33,6 +33,7 @@ import torch
 from scipy.stats import kendalltau, spearmanr, ttest_ind
 
 sys.path.insert(0, str(Path(__file__).parent))
+from small_space import small_space  # noqa: E402
 from train_fmnist_rank import spread_archs  # noqa: E402
 
 from prune_lut.files import read_json, write_json  # noqa: E402
@@ -41,7 +42,7 @@ from prune_lut.latency.predictor import Predictor  # noqa: E402
 from prune_lut.pruning.data import load_data  # noqa: E402
 from prune_lut.pruning.evolution import Evolution, EvolutionConfig  # noqa: E402
 from prune_lut.pruning.scoring import GeneratedNets  # noqa: E402
-from prune_lut.pruning.space import ChannelSpace, get_space  # noqa: E402
+from prune_lut.pruning.space import ChannelSpace  # noqa: E402
 from prune_lut.pruning.train import (  # noqa: E402
     DRAWS,
     VAL_RECAL_BATCHES,
@@ -79,8 +80,7 @@ def bracketing_uniform(space: ChannelSpace, predict, target_ms: float) -> list[d
 def setup(a):
     data = load_data(a.data, resolution=a.resolution, train_per_class=a.train_per_class,
                      test_per_class=a.test_per_class, val_per_class=a.val_per_class, seed=a.seed)
-    space = get_space("mobilenet_v2", resolution=data.resolution, num_classes=data.num_classes,
-                      in_channels=data.in_channels, small_input=True, multiple=8)
+    space = small_space(data)
     pred = Predictor(LUT.load(a.lut, space_hash=space.hash))
     predict = lambda arch: pred.predict_ms(space.layer_specs(arch))  # noqa: E731
     small_ms = predict(space.smallest())

@@ -53,10 +53,10 @@ from prune_lut.pruning.search import (
     search_checkpoint,
 )
 from prune_lut.pruning.search.fitness import PruningNetFitness
-from prune_lut.pruning.space import get_space
 from prune_lut.pruning.train import DRAWS, RULES, load_checkpoint, train_plain, train_pruningnet
 from prune_lut.tables.networks import onnx_bytes
 from reference_time import reference_ms  # benchmarks/ (this script's folder)
+from small_space import small_space
 
 
 def budget_ms(spec: str, smallest: float, full: float) -> float:
@@ -185,8 +185,7 @@ def main() -> None:
     data_kw = {"spec": a.data, "resolution": a.resolution, "train_per_class": a.train_per_class or None,
                "val_per_class": a.val_per_class, "seed": 0}
     data = load_data(**data_kw)
-    space = get_space("mobilenet_v2", resolution=data.resolution, num_classes=data.num_classes,
-                      in_channels=data.in_channels, small_input=True, multiple=8)
+    space = small_space(data)
     lut = LUT.load(a.lut, space_hash=space.hash)
     pred = Predictor(lut)
     ms = lambda arch: pred.predict_ms(space.layer_specs(arch))  # noqa: E731

@@ -27,9 +27,10 @@ from scipy.stats import spearmanr
 
 from prune_lut.files import write_json
 from prune_lut.pruning.data import load_data
-from prune_lut.pruning.space import ChannelSpace, get_space
+from prune_lut.pruning.space import ChannelSpace
 from prune_lut.pruning.scoring import GeneratedNets
 from prune_lut.pruning.train import VAL_RECAL_BATCHES, load_checkpoint, train_plain, train_pruningnet
+from small_space import small_space  # benchmarks/ (this script's folder)
 
 
 def spread_archs(space: ChannelSpace, n: int, seed: int) -> list[dict[str, int]]:
@@ -72,8 +73,7 @@ def main() -> None:
     t0 = time.time()
     data = load_data(a.data, resolution=a.resolution, train_per_class=a.train_per_class,
                      test_per_class=a.test_per_class, seed=a.seed)
-    space = get_space("mobilenet_v2", resolution=data.resolution, num_classes=data.num_classes,
-                      in_channels=data.in_channels, small_input=True, multiple=8)
+    space = small_space(data)
     res = {"command": "python benchmarks/train_fmnist_rank.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items()),
            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "data": data.describe(), "space": space.describe(), "space_hash": space.hash}
