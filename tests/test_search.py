@@ -200,7 +200,13 @@ def test_export_result_pruningnet_and_fresh(space, checkpoint, lut_path, full_ms
     assert r.exit_code == 2
 
 
-def test_two_processes_equal_one(checkpoint, lut_path, full_ms, tmp_path):
+def _one_process(checkpoint, lut_path, budget, path):
+    cfg = EvolutionConfig(population=6, generations=2, parents=QUICK["parents"], seed=QUICK["seed"])
+    return cfg, search_checkpoint(checkpoint, [lut_path], [budget], cfg, path)  # 1 thread, as each rank
+
+
+@pytest.mark.slow  # the group the command starts itself (below) runs the same ranks
+def test_torchrun_equals_one_process(checkpoint, lut_path, full_ms, tmp_path):
     """torchrun with 2 CPU processes (gloo) splits the evaluations; the result equals one process's."""
     budget = 0.5 * full_ms
     args = search_args(checkpoint, lut_path, budget, tmp_path / "two.json", population=6, generations=2)
@@ -215,19 +221,25 @@ def test_two_processes_equal_one(checkpoint, lut_path, full_ms, tmp_path):
             os.killpg(p.pid, 9)
             p.wait()
     assert p.returncode == 0, err[-3000:]
-    cfg = EvolutionConfig(population=6, generations=2, parents=QUICK["parents"], seed=QUICK["seed"])
-    one = search_checkpoint(checkpoint, [lut_path], [budget], cfg, tmp_path / "one.json")  # 1 thread, as each rank
+    _, one = _one_process(checkpoint, lut_path, budget, tmp_path / "one.json")
     two = json.loads((tmp_path / "two.json").read_text())
     assert two["evaluated"] == one["evaluated"] and two["top"] == one["top"]
     assert two["uniform_baseline"] == one["uniform_baseline"]
-    # the same group started from inside the command (processes=2): rank 0's progress relayed, the same result
+
+
+def test_two_processes_equal_one(checkpoint, lut_path, full_ms, tmp_path):
+    """`processes=2`: the command starts a group of 2 ranks; rank 0's progress is relayed, the result
+    equals one process's, and a rank's error comes back as its one line."""
+    budget = 0.5 * full_ms
+    cfg, one = _one_process(checkpoint, lut_path, budget, tmp_path / "one.json")
     lines = []
     spawned = search_checkpoint(checkpoint, [lut_path], [budget], cfg, tmp_path / "spawned.json", processes=2,
                                 progress=lines.append)
     assert spawned["evaluated"] == one["evaluated"] and spawned["top"] == one["top"]
+    assert spawned["uniform_baseline"] == one["uniform_baseline"]
     assert spawned == json.loads((tmp_path / "spawned.json").read_text())
     assert [m.split(":")[0] for m in lines] == ["gen   1/2", "gen   2/2"], lines
-    with pytest.raises(UserError, match="^no arch meets 1e-06 ms"):  # a process's error, as its one line
+    with pytest.raises(UserError, match="^no arch meets 1e-06 ms"):
         search_checkpoint(checkpoint, [lut_path], [1e-6], cfg, tmp_path / "none.json", processes=2)
 
 
