@@ -78,7 +78,7 @@ def bracketing_uniform(space: ChannelSpace, predict, target_ms: float) -> list[d
 
 
 def setup(a):
-    data = load_data(a.data, resolution=a.resolution, train_per_class=a.train_per_class,
+    data = load_data(a.data, resolution=a.resolution, train_per_class=a.train_per_class or None,
                      test_per_class=a.test_per_class, val_per_class=a.val_per_class, seed=a.seed)
     space = small_space(data)
     pred = Predictor(LUT.load(a.lut, space_hash=space.hash))
@@ -247,7 +247,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/pruningnet-quality")
     ap.add_argument("--data", default="fashion-mnist")
     ap.add_argument("--resolution", type=int, default=14)
-    ap.add_argument("--train-per-class", type=int, default=400)
+    ap.add_argument("--train-per-class", type=int, default=400, help="0: the whole training set")
     ap.add_argument("--val-per-class", type=int, default=100)
     ap.add_argument("--test-per-class", type=int, default=1000, help="1000: the whole Fashion-MNIST test set")
     ap.add_argument("--archs", type=int, default=20)
