@@ -44,6 +44,7 @@ from .pruning.evolution import EvolutionConfig
 from .pruning.export import save_onnx
 from .pruning.scoring import GeneratedNets
 from .pruning.search import load_result, plot_result, search_checkpoint, state_path
+from .pruning.search.paired import margin_line
 from .pruning.space import ChannelSpace, get_space
 from .pruning.train import DEFAULTS, data_for, load_checkpoint, train_plain, train_pruningnet
 from .tables.build import build_space_table
@@ -252,7 +253,8 @@ class Quickstart:
         full = row(space.full(), ref["measured_ms"], None,
                    Predictor(LUT.load(self.lut_path)).predict_ms(space.layer_specs(space.full())), "full")
         winner = {**verified[pick], "search_rank": pick + 1}
-        return {"winner": winner, "verified": verified, "uniform": uniform, "full": full,
+        return {"winner": winner, "verified": verified, "uniform": uniform, "uniform_test": res.get("uniform_test"),
+                "full": full,
                 "winner_under_budget_measured": winner["measured_ms"] <= self.budget,
                 "reference_drift": ref, "warnings": ver["warnings"], "result": str(self.result_path)}
 
@@ -305,6 +307,8 @@ class Quickstart:
                    if retrained is not None else "")
                 + (f", sub-val {a['search_accuracy']:.2%}" if "search_accuracy" in a else "")
                 + f", {a['macs'] / 1e6:.2f} M MACs")
+        if summary.get("uniform_test"):
+            say("search #1 vs uniform " + margin_line(summary["uniform_test"]))
         say(disagreement(summary["winner"], summary["reference_drift"], budget))
         for w in summary.get("warnings", []):
             say(f"warning: {w}")

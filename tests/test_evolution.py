@@ -20,7 +20,7 @@ def space():
     return get_space("mobilenet_v2", resolution=8, num_classes=10, in_channels=1, small_input=True, multiple=8)
 
 
-def make(space, budget_share=0.4, calls=None, **cfg):
+def make(space, budget_share=0.4, calls=None, seeds=(), **cfg):
     genes = {n: g.choices for n, g in space.genes.items()}
     budget = budget_share * space.macs(space.full())
     # Synthetic fitness (algorithm test only): reward wide stage genes, less so mid genes.
@@ -31,7 +31,7 @@ def make(space, budget_share=0.4, calls=None, **cfg):
             calls.append(len(archs))
         return [sum(weights[n] * w for n, w in a.items()) for a in archs]
 
-    return Evolution(genes, fitness, lambda a: space.macs(a) <= budget, EvolutionConfig(**cfg)), budget
+    return Evolution(genes, fitness, lambda a: space.macs(a) <= budget, EvolutionConfig(**cfg), seeds=seeds), budget
 
 
 def summary(evo):
@@ -98,6 +98,24 @@ def test_tied_genes_move_together():
     assert seen and all(a["a"] == a["b"] for a in seen)
     with pytest.raises(ValueError):
         Evolution(genes, fitness, lambda a: True, EvolutionConfig(), tied=[("a", "c")])
+
+
+def test_seeds_open_the_first_generation_and_bound_the_result(space):
+    _, budget = make(space)
+    inside = space.uniform(0.3)
+    assert space.macs(inside) <= budget < space.macs(space.full())
+    # reversed gene order: seeds are archs by name, whatever their order
+    seeds = [dict(reversed(list(inside.items()))), space.full(), dict(inside)]
+    evo, _ = make(space, seeds=seeds, population=8, generations=3, parents=3, seed=0)
+    plain, _ = make(space, population=8, generations=3, parents=3, seed=0)
+    evo.run(), plain.run()
+    first = evo.scored[0]
+    assert first.arch == inside and first.generation == 0
+    keys = [evo.key(s.arch) for s in evo.scored]
+    assert keys.count(evo.key(inside)) == 1  # the repeated seed is evaluated once
+    assert evo.key(space.full()) not in keys  # the infeasible one never
+    assert evo.top(1)[0].fitness >= first.fitness
+    assert summary(evo) != summary(plain)
 
 
 def test_impossible_constraint_is_a_user_error(space):

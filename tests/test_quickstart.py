@@ -50,6 +50,7 @@ def test_quickstart_smoke(shipped, tmp_path):
     assert w["measured_ms"] > 0 and s["full"]["measured_ms"] > 0 and 0 <= w["test_accuracy"] <= 1
     # the three were retrained from scratch (the default) and scored on the test set
     assert s["retrain"] == {"from": "scratch", "epochs": 1}
+    assert s["uniform_test"] == res["uniform_test"] and "search #1 vs uniform on the " in r.output
     for name in ("winner", "uniform", "full"):
         assert 0 <= s[name]["retrained_test_accuracy"] <= 1 and load_checkpoint(out / f"{name}.pt").header["init"] is None
     assert w["error_pct"] == pytest.approx(100 * (w["predicted_ms"] / w["measured_ms"] - 1))

@@ -76,6 +76,25 @@ def search_args(checkpoint, lut_path, budget, out, **kw):
     return args
 
 
+def test_paired_margin_is_mcnemars_exact_test():
+    from scipy.stats import binomtest
+
+    from prune_lut.pruning.search.paired import paired_margin
+
+    g = torch.Generator().manual_seed(0)
+    for n, flip in ((200, 0.05), (500, 0.2), (40, 0.5)):
+        base = torch.rand(n, generator=g) < 0.7
+        best = base ^ (torch.rand(n, generator=g) < flip)  # flips both ways: discordant pairs each side
+        t = paired_margin(best, base)
+        b, c = int((best & ~base).sum()), int((base & ~best).sum())
+        assert (t["images"], t["only_best"], t["only_uniform"]) == (n, b, c) and b + c > 0
+        assert t["p"] == pytest.approx(binomtest(b, b + c, 0.5).pvalue, rel=1e-9)
+    same = torch.tensor([True, False, True])
+    assert paired_margin(same, same)["p"] == 1.0
+    lopsided = paired_margin(torch.ones(10, dtype=torch.bool), torch.zeros(10, dtype=torch.bool))
+    assert lopsided["p"] == pytest.approx(2 / 2 ** 10)
+
+
 def test_search_cli_result_budgets_baseline_plot(space, checkpoint, lut_path, full_ms, tmp_path):
     budget = 0.5 * full_ms
     out, png = tmp_path / "r.json", tmp_path / "r.png"
@@ -108,6 +127,15 @@ def test_search_cli_result_budgets_baseline_plot(space, checkpoint, lut_path, fu
     assert all(pred.predict_ms(space.layer_specs(space.uniform(g))) > budget
                for g in wider if space.uniform(g) != space.uniform(base["ratio"]))
     assert 0 <= base["accuracy"] <= 1 and res["gain_over_uniform"] == pytest.approx(top[0]["accuracy"] - base["accuracy"])
+    # the uniform arch seeds the first generation, so the winner never scores below it
+    first = res["evaluated"][0]
+    assert (first["macs"], first["latency_ms"], first["accuracy"]) == (base["macs"], base["latency_ms"], base["accuracy"])
+    assert res["gain_over_uniform"] >= 0
+    # the paired test counts images of the sub-val split: its counts give back the two accuracies' margin
+    t = res["uniform_test"]
+    assert t["images"] > 0 and 0 < t["p"] <= 1
+    assert (t["only_best"] - t["only_uniform"]) / t["images"] == pytest.approx(res["gain_over_uniform"])
+    assert f"{t['only_best']} only the best gets right, {t['only_uniform']} only uniform" in r.output
     # plot: a real PNG matplotlib reads back
     import matplotlib.image as mpimg
 

@@ -95,6 +95,10 @@ def search_lines(res: dict, out_path: str, plot: str | None) -> tuple[list[str],
         blat = ", ".join(f"{v:.4g} ms on {d}" for d, v in base["latency_ms"].items())
         lines.append(f"uniform x{base['ratio']:g}: {base['accuracy']:.2%} at {blat} "
                      f"({100 * (best['accuracy'] - base['accuracy']):+.2f} points for the search)")
+        if res.get("uniform_test"):
+            from ..pruning.search.paired import margin_line  # the search ran: its modules are loaded
+
+            lines.append("  " + margin_line(res["uniform_test"]))
     ver = res.get("verified")
     if ver:
         warnings += ver["warnings"]

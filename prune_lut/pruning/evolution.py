@@ -6,6 +6,8 @@ elite survives because it stays in that top-k memory), makes half the next popul
 (each gene, or each group of tied genes, takes a random choice with probability ``mutation_prob``)
 and half by uniform crossover of two top-k parents, and fills up with random archs. Duplicates of
 anything already seen and archs that fail the constraint are rejected before evaluation.
+``seeds`` (the search passes the widest uniform arch under the budget) join the initial population,
+so the result is never an arch the fitness ranks below them, and mutation explores around them.
 
 One departure from the reference: random archs are drawn *by level* (:meth:`Evolution.level_arch`),
 not gene by gene uniformly. With 25 independent uniform genes an arch's size concentrates near the
@@ -82,14 +84,16 @@ class Evolution:
 
     ``genes``: {name: allowed choices}. ``tied``: groups of gene names that always carry the same
     choice (they mutate, cross over and are sampled together; their choices must be equal).
-    ``fitness(archs) -> scores`` (higher is better), ``feasible(arch) -> bool``.
+    ``fitness(archs) -> scores`` (higher is better), ``feasible(arch) -> bool``. ``seeds``: archs the
+    first generation evaluates before its random ones (infeasible or repeated ones are dropped).
     """
 
     def __init__(self, genes: dict[str, Sequence[int]], fitness: Callable[[list[Arch]], list[float]],
                  feasible: Callable[[Arch], bool], config: EvolutionConfig,
-                 tied: Sequence[Sequence[str]] = ()):
+                 tied: Sequence[Sequence[str]] = (), seeds: Sequence[Arch] = ()):
         config.check()
         self.genes = {n: tuple(c) for n, c in genes.items()}
+        self.seeds = [self._ordered(a) for a in seeds]
         self.fitness, self.feasible, self.config = fitness, feasible, config
         grouped: set[str] = set()
         self.groups: list[tuple[str, ...]] = []
@@ -178,6 +182,9 @@ class Evolution:
             self._fill(lambda: self.mutate(self.rng.choice(parents)), cfg.population // 2, batch)
             if len(parents) > 1:
                 self._fill(lambda: self.crossover(*self.rng.sample(parents, 2)), cfg.population // 2, batch)
+        else:
+            for arch in self.seeds[:cfg.population]:
+                self._accept(arch, batch)
         want = cfg.population - len(batch)
         got = self._fill(self.level_arch, want, batch)
         if got < want:

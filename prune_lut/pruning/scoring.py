@@ -25,18 +25,23 @@ RECAL_BATCHES, RECAL_BATCH_SIZE = 2, 128
 
 
 @torch.no_grad()
-def evaluate(net: nn.Module, loader, batch_size: int = 256) -> float:
-    """Top-1 accuracy (0..1) of ``net`` in eval mode over ``loader`` (batches of (x, y), or a Dataset)."""
+def top1_hits(net: nn.Module, loader, batch_size: int = 256) -> torch.Tensor:
+    """Whether ``net`` (eval mode) gets each image of ``loader`` (batches of (x, y), or a Dataset) right."""
     if isinstance(loader, torch.utils.data.Dataset):
         loader = batches(loader, batch_size)
     net.eval()
     device = next(net.parameters()).device
-    correct = total = 0
-    for x, y in loader:
-        pred = net(x.to(device)).argmax(1).cpu()
-        correct += int((pred == y).sum())
-        total += len(y)
-    return correct / max(total, 1)
+    hits = [net(x.to(device)).argmax(1).cpu() == y for x, y in loader]
+    return torch.cat(hits) if hits else torch.zeros(0, dtype=torch.bool)
+
+
+def evaluate(net: nn.Module, loader, batch_size: int = 256) -> float:
+    """Top-1 accuracy (0..1) of ``net`` in eval mode over ``loader`` (batches of (x, y), or a Dataset)."""
+    return _share(top1_hits(net, loader, batch_size))
+
+
+def _share(hits: torch.Tensor) -> float:
+    return int(hits.sum()) / max(len(hits), 1)
 
 
 class GeneratedNets:
@@ -87,13 +92,18 @@ class GeneratedNets:
         """The generated network for ``arch`` with recalibrated BatchNorm (eval mode): what is scored."""
         return self._recalibrated(arch).to(memory_format=torch.contiguous_format)
 
-    def accuracy(self, arch: dict[str, int], split: str = "val") -> float:
-        """Top-1 of the arch's recalibrated network on ``split`` (val: the sub-validation split)."""
+    def hits(self, arch: dict[str, int], split: str = "val") -> torch.Tensor:
+        """Per image of ``split`` (val: the sub-validation split), whether the arch's recalibrated
+        network gets it right (in the split's order: two archs' hits pair up image by image)."""
         net = fold_bn(self._recalibrated(arch))
         t0 = time.perf_counter()
-        acc = evaluate(net, self._split(split))
+        hits = top1_hits(net, self._split(split))
         self._timed("evaluate", t0)
-        return acc
+        return hits
+
+    def accuracy(self, arch: dict[str, int], split: str = "val") -> float:
+        """Top-1 of the arch's recalibrated network on ``split``."""
+        return _share(self.hits(arch, split))
 
     def _split(self, split: str):
         """The split's batches in channels-last memory; in-memory images converted once and kept."""

@@ -20,6 +20,7 @@ from ..evolution import Evolution, EvolutionConfig
 from ..space import ChannelSpace
 from .budgets import Constraints, LatencyBudget, load_budgets, uniform_baseline
 from .fitness import PruningNetFitness, SearchTimes, split_over_ranks
+from .paired import paired_margin
 from .result import build_result
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,10 @@ def run_search(space: ChannelSpace, constraints: Constraints, fitness: Callable[
     meta = dict(meta or {})
     fingerprint = {"space_hash": space.hash, "budgets": constraints.describe(), **meta}
     spath = state_path(out)
-    evo = Evolution({n: g.choices for n, g in space.genes.items()}, fitness, constraints.feasible, config)
+    ub = uniform_baseline(space, constraints)
+    # The uniform arch seeds the population: the search cannot return an arch its fitness ranks lower.
+    evo = Evolution({n: g.choices for n, g in space.genes.items()}, fitness, constraints.feasible, config,
+                    seeds=[ub[1]] if ub else ())
     state = _load_state(spath, resume, fingerprint, config, force)
     if state is not None:
         try:
@@ -99,7 +103,6 @@ def run_search(space: ChannelSpace, constraints: Constraints, fitness: Callable[
         log.info("resuming %s at generation %d/%d", spath, evo.generation, config.generations)
     else:
         elapsed0, history, baseline = 0.0, [], None
-        ub = uniform_baseline(space, constraints)
         if ub is not None:
             ratio, arch = ub
             baseline = {"ratio": ratio, "genes": list(space.vector(arch)), "accuracy": float(fitness([arch])[0])}
@@ -190,6 +193,10 @@ def search_checkpoint(checkpoint: str | os.PathLike, luts: Sequence[str], latenc
         result = run_search(space, constraints, split_over_ranks(fit), config, out, resume=resume, meta=meta,
                             times=times, top_k=top_k, progress=progress if dist.main else None,
                             write=dist.main, stop_after=stop_after, force=force)
+        if dist.main and result and result["uniform_baseline"]:
+            best, base = (space.check_arch(e["arch"]["genes"]) for e in (result["top"][0], result["uniform_baseline"]))
+            result["uniform_test"] = paired_margin(fit.nets.hits(best), fit.nets.hits(base))
+            write_json(out, result)
         if dist.main and verifier is not None and result:
             result["verified"] = verifier.verify(result, space)
             write_json(out, result)
