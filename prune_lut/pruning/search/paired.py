@@ -5,12 +5,14 @@ from math import comb
 
 
 def paired_margin(best, base) -> dict:
-    """McNemar's exact test of two archs' hits (bool tensors) on the same sub-validation images.
+    """McNemar's exact test of two archs' hits (bool tensors) on the same images.
 
     Only the images one arch gets right and the other wrong tell them apart; under "equally
-    accurate" each of those is a coin flip. ``p`` (two-sided) says whether the fitness's margin
-    is more than these images' sampling noise. It says nothing of training from scratch, where the
-    search's winners have tied the uniform arch on Fashion-MNIST (docs/BENCHMARKS.md).
+    accurate" each of those is a coin flip, and ``p`` (two-sided) says whether the margin is more
+    than these images' sampling noise. Give it images the search did not select on: the best of a
+    thousand archs scored on the sub-validation split beats the rest there partly by that split's
+    noise (a winner's curse). It says nothing of training from scratch, where the search's winners
+    have tied the uniform arch on Fashion-MNIST (docs/BENCHMARKS.md).
     """
     only_best, only_base = int((best & ~base).sum()), int((base & ~best).sum())
     n, k = only_best + only_base, min(only_best, only_base)
@@ -20,6 +22,6 @@ def paired_margin(best, base) -> dict:
 
 def margin_line(t: dict) -> str:
     """:func:`paired_margin`'s record in words."""
-    return (f"on the {t['images']} sub-val images {t['only_best']} only the best gets right, "
-            f"{t['only_uniform']} only uniform: McNemar p {t['p']:.2g}"
-            + ("" if t["p"] < 0.05 else " (the fitness cannot tell them apart)"))
+    return (f"on the {t['images']} test images (the search never scored on them) {t['only_best']} only "
+            f"the best gets right, {t['only_uniform']} only uniform: McNemar p {t['p']:.2g}"
+            + ("" if t["p"] < 0.05 else " (the PruningNet's weights cannot tell them apart)"))
