@@ -1,4 +1,4 @@
-"""Whether the fitness tells two archs apart: McNemar's exact test on their hits, image by image."""
+"""Whether two archs differ on images the search never scored on: McNemar's exact test, image by image."""
 from __future__ import annotations
 
 from math import comb
