@@ -100,9 +100,15 @@ def test_quickstart_bad_input(tmp_path):
 
 @pytest.mark.slow
 def test_quickstart_full(shipped, tmp_path):
-    """The README's command with its defaults (minutes): every stage, the winner measured under budget."""
+    """The README's command with its defaults (minutes): every stage; the winner under budget as predicted,
+    the measured verdict stated with its reason (small nets move 25% on a shared VM: no timing asserted),
+    and the retrained winner within 2 points of the retrained full net (issue 16's promise on digits)."""
     r = CliRunner().invoke(main, ["quickstart", "--out", str(tmp_path / "qs"), "--json"])
     assert r.exit_code == 0, r.output
     s = json.loads((tmp_path / "qs" / "summary.json").read_text())
-    assert s["winner"]["predicted_ms"] <= s["budget_ms"]
-    assert s["winner"]["measured_ms"] <= s["budget_ms"]
+    w = s["winner"]
+    assert w["predicted_ms"] <= s["budget_ms"]
+    meets = w["measured_ms"] <= s["budget_ms"]
+    assert s["winner_under_budget_measured"] == meets
+    assert f"the winner {'meets' if meets else 'misses'} the budget as measured ({w['measured_ms']:.4g}" in r.output
+    assert s["full"]["retrained_test_accuracy"] - w["retrained_test_accuracy"] <= 0.02
