@@ -51,7 +51,8 @@ def main() -> None:
     pred = Predictor(LUT.load(a.lut, space_hash=space.hash))
     predict = lambda arch: pred.predict_ms(space.layer_specs(arch))  # noqa: E731
     small, full = predict(space.smallest()), predict(space.full())
-    fitness = PruningNetFitness(GeneratedNets(ck.pruningnet, ck.load_data(), seed=0))  # as search_checkpoint
+    data = ck.load_data()
+    fitness = PruningNetFitness(GeneratedNets(ck.pruningnet, data, seed=0))  # as search_checkpoint
     uniforms = {space.vector(space.uniform(r)): r for r in sorted(space.grid)}
     rows = []
     for i, (vec, r) in enumerate(uniforms.items()):
@@ -73,7 +74,7 @@ def main() -> None:
               f"percentile {row['percentile']:.0f}", flush=True)
     pct = [r["percentile"] for r in rows]
     gap = [100 * (r["uniform"] - r["random_median"]) for r in rows]
-    report = {"settings": vars(a), "checkpoint_data": ck.load_data().describe(), "smallest_ms": small, "full_ms": full,
+    report = {"settings": vars(a), "checkpoint_data": data.describe(), "smallest_ms": small, "full_ms": full,
               "rows": rows, "median_percentile": statistics.median(pct),
               "median_gap_points": statistics.median(gap), "reference_ms": [ref0, reference_ms()["median_ms"]],
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
